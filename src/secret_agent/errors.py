@@ -1,0 +1,209 @@
+"""Every exception secret-agent raises, in one tree.
+
+Exceptions factored out so any module can raise them without import loops.
+Bases are cut by what a caller can do about the error::
+
+    SecretAgentError
+    ├── ConfigError                  bad config file, flag or environment value (key, file)
+    ├── CredentialsError             no session token and no agent token
+    ├── CoderError                   talking to Coder failed (retryable says if waiting helps)
+    │   ├── CoderUnreachableError    connect, DNS, TLS, timeout
+    │   ├── CoderResponseError       not JSON, HTML proxy page, wrong types, too large
+    │   └── CoderAPIError            Coder answered with an error body (status, message, ...)
+    │       ├── UnauthorizedError    401
+    │       ├── ForbiddenError       403
+    │       ├── NotFoundError        404
+    │       ├── ConflictError        409
+    │       ├── RateLimitedError     429 (retry_after)
+    │       └── ServerError          5xx (retry_after)
+    ├── ValueSourceError             no way to get values for a secret
+    ├── SecretRefusedError           one secret cannot be applied; the others still are
+    │   ├── PathRefusedError         file_path outside allowed_roots, or malformed
+    │   ├── SymlinkRefusedError      a symlink at the target or an escaping symlinked parent
+    │   ├── EnvNameRefusedError      invalid or reserved env_name
+    │   ├── UnrepresentableValueError  a value the env-file format cannot carry, or NUL
+    │   └── DuplicateTargetError     two secrets claim the same file or variable
+    ├── UnsafePathError              a path escapes the roots or crosses a symlink (path)
+    ├── ApplyError                   I/O failure writing or removing (path, errno)
+    └── LedgerError                  unreadable or corrupt ledger
+
+Constructors take names, paths and fields, never values, so a message cannot contain
+one. Messages end without a period so callers can prefix or suffix context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SecretAgentError(Exception):
+    """Base of every error secret-agent raises on purpose."""
+
+
+class ConfigError(SecretAgentError):
+    """A config file, flag or environment variable holds something unusable."""
+
+    def __init__(self, message: str, *, key: str | None = None, file: str | None = None) -> None:
+        self.key = key
+        self.file = file
+        where = ""
+        if key and file:
+            where = f"{file}: {key}: "
+        elif key:
+            where = f"{key}: "
+        elif file:
+            where = f"{file}: "
+        super().__init__(f"{where}{message}")
+
+
+class CredentialsError(SecretAgentError):
+    """Neither a Coder session token nor an agent token could be found."""
+
+
+class CoderError(SecretAgentError):
+    """Talking to Coder failed. `retryable` says whether waiting and retrying can help."""
+
+    retryable: bool = True
+
+
+class CoderUnreachableError(CoderError):
+    """No answer from Coder: connection refused, DNS, TLS or a timeout."""
+
+
+class CoderResponseError(CoderError):
+    """Coder (or something in front of it) answered with a body we cannot use."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """One entry of Coder's `validations` list: which field and what is wrong with it."""
+
+    field: str
+    detail: str
+
+
+class CoderAPIError(CoderError):
+    """Coder answered with an error status and (usually) its `{message, detail}` body."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        message: str,
+        detail: str = "",
+        validations: Sequence[Validation] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.validations = tuple(validations)
+        self.retry_after = retry_after
+        text = f"HTTP {status}: {message}"
+        if detail:
+            text += f" ({detail})"
+        for v in self.validations:
+            text += f"; {v.field}: {v.detail}"
+        super().__init__(text)
+
+
+class UnauthorizedError(CoderAPIError):
+    """401: the session token is missing, invalid or expired."""
+
+    def __str__(self) -> str:
+        return (
+            super().__str__()
+            + " - the Coder session token is missing, invalid or expired;"
+            " run `coder login` or set CODER_SESSION_TOKEN"
+        )
+
+
+class ForbiddenError(CoderAPIError):
+    """403: the token is valid but may not do this."""
+
+
+class NotFoundError(CoderAPIError):
+    """404: no such secret or user (or no access to it)."""
+
+
+class ConflictError(CoderAPIError):
+    """409: a name, env_name or file_path is already in use."""
+
+
+class RateLimitedError(CoderAPIError):
+    """429: too many requests; `retry_after` says how long Coder wants us to wait."""
+
+    retryable = True
+
+
+class ServerError(CoderAPIError):
+    """5xx: Coder or a proxy failed; retrying later may help."""
+
+    retryable = True
+
+
+class ValueSourceError(SecretAgentError):
+    """No configured source can provide the value of a secret."""
+
+
+class SecretRefusedError(SecretAgentError):
+    """One secret cannot be applied; it is reported and the rest of the pass goes on."""
+
+    def __init__(self, message: str, *, secret: str) -> None:
+        self.secret = secret
+        self.reason = message
+        super().__init__(f"secret {secret!r}: {message}")
+
+
+class PathRefusedError(SecretRefusedError):
+    """The file_path is malformed or lies outside `sync.allowed_roots`."""
+
+
+class SymlinkRefusedError(SecretRefusedError):
+    """A symlink sits at the target, or a symlinked parent leads outside the roots."""
+
+
+class EnvNameRefusedError(SecretRefusedError):
+    """The env_name is not a POSIX name, or is reserved by Coder and not allowed."""
+
+
+class UnrepresentableValueError(SecretRefusedError):
+    """The env-file format cannot carry this value exactly (or it holds NUL)."""
+
+
+class DuplicateTargetError(SecretRefusedError):
+    """Another secret already claims the same file or variable."""
+
+
+class UnsafePathError(SecretAgentError):
+    """A path lies outside the allowed roots, or a symlink sits where none may be.
+
+    Raised by `paths` and `files`, which know paths but not secrets; `apply` turns it
+    into a `PathRefusedError` or `SymlinkRefusedError` naming the secret.
+    """
+
+    def __init__(self, message: str, *, path: str, symlink: bool = False) -> None:
+        self.path = path
+        self.reason = message
+        self.symlink = symlink
+        super().__init__(f"{path}: {message}")
+
+
+class ApplyError(SecretAgentError):
+    """Writing or removing a file failed at the OS level."""
+
+    def __init__(self, message: str, *, path: str, errno: int | None = None) -> None:
+        self.path = path
+        self.errno = errno
+        super().__init__(f"{path}: {message}")
+
+
+class LedgerError(SecretAgentError):
+    """The ledger in `sync.state_dir` is unreadable or corrupt."""
