@@ -119,8 +119,7 @@ class UnauthorizedError(CoderAPIError):
 
     def __str__(self) -> str:
         return (
-            super().__str__()
-            + " - the Coder session token is missing, invalid or expired;"
+            super().__str__() + " - the Coder session token is missing, invalid or expired;"
             " run `coder login` or set CODER_SESSION_TOKEN"
         )
 

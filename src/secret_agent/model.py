@@ -78,6 +78,7 @@ class FileState(StrEnum):
     MODE_FIXED = "mode_fixed"
     REMOVED = "removed"
     FOREIGN = "foreign"  # changed by someone else since we wrote it: left alone
+    LEFT = "left"  # no longer wanted, but sync.prune is off: left in place
     REFUSED = "refused"
     FAILED = "failed"
 
@@ -187,6 +188,8 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         """True when every secret applied: nothing refused, nothing failed."""
-        return not self.refused and not self.errors and all(
-            o.state not in (FileState.FAILED, FileState.REFUSED) for o in self.outcomes
+        return (
+            not self.refused
+            and not self.errors
+            and all(o.state not in (FileState.FAILED, FileState.REFUSED) for o in self.outcomes)
         )

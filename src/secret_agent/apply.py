@@ -1,0 +1,165 @@
+"""Apply: carry out a `Plan`, one action at a time, each isolated from the others.
+
+A failure on one target becomes that target's outcome and the pass goes on. The new
+ledger records what is on disk afterwards: a target whose write failed keeps its old
+entry (the old bytes are still there and still ours), so nothing is forgotten
+because of an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from secret_agent import files
+from secret_agent.errors import (
+    ApplyError,
+    PathRefusedError,
+    SecretRefusedError,
+    SymlinkRefusedError,
+    UnsafePathError,
+)
+from secret_agent.ledger import ENV_FILE_SECRET, Ledger, LedgerEntry
+from secret_agent.model import (
+    FileState,
+    ForgetFile,
+    KeepFile,
+    Outcome,
+    Plan,
+    RemoveFile,
+    WriteEnvFile,
+    WriteFile,
+)
+from secret_agent.plan import ENV_FILE_MODE
+
+SHORT: int = 12
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    """What applying a plan did."""
+
+    outcomes: tuple[Outcome, ...]
+    refused: tuple[SecretRefusedError, ...]
+    ledger: Ledger
+    bytes_written: int
+
+
+def apply_plan(
+    plan: Plan,
+    ledger: Ledger,
+    *,
+    roots: Sequence[str],
+    file_mode: int,
+    dir_mode: int,
+) -> Applied:
+    """Execute every action of `plan`; never raises for a single target's failure."""
+    entries = dict(ledger.entries)
+    outcomes: list[Outcome] = []
+    refused: list[SecretRefusedError] = []
+    written = 0
+    for action in plan.files:
+        if isinstance(action, WriteFile):
+            outcome, size, refusal = _write(
+                action, roots=roots, file_mode=file_mode, dir_mode=dir_mode
+            )
+            written += size
+            if refusal is not None:
+                refused.append(refusal)
+            elif outcome.state is not FileState.FAILED:
+                entries[action.path] = LedgerEntry(
+                    path=action.path, secret=action.secret, sha=action.sha
+                )
+        elif isinstance(action, KeepFile):
+            outcome = _outcome(action.secret, action.path, FileState.UNCHANGED, action.sha)
+            entries[action.path] = LedgerEntry(
+                path=action.path, secret=action.secret, sha=action.sha
+            )
+        elif isinstance(action, RemoveFile):
+            outcome = _remove(action, roots=roots if action.secret else None)
+            if outcome.state is not FileState.FAILED:
+                entries.pop(action.path, None)
+        else:
+            outcome = _forget(action)
+            entries.pop(action.path, None)
+        outcomes.append(outcome)
+    if plan.env_file is not None:
+        outcome, size = _write_env(plan.env_file, dir_mode=dir_mode)
+        written += size
+        outcomes.append(outcome)
+        if outcome.state is not FileState.FAILED:
+            entries[plan.env_file.path] = LedgerEntry(
+                path=plan.env_file.path, secret=ENV_FILE_SECRET, sha=plan.env_file.sha
+            )
+    return Applied(
+        outcomes=tuple(outcomes),
+        refused=tuple(refused),
+        ledger=Ledger.of(entries.values()),
+        bytes_written=written,
+    )
+
+
+def _outcome(secret: str, path: str, state: FileState, sha: str = "", error: str = "") -> Outcome:
+    return Outcome(secret=secret, path=path, state=state, short_sha=sha[:SHORT], error=error)
+
+
+def _write(
+    action: WriteFile, *, roots: Sequence[str], file_mode: int, dir_mode: int
+) -> tuple[Outcome, int, SecretRefusedError | None]:
+    try:
+        result = files.write_atomic(
+            action.path,
+            action.content.reveal().encode(),
+            roots=roots,
+            file_mode=file_mode,
+            dir_mode=dir_mode,
+        )
+    except UnsafePathError as exc:
+        # A symlink planted between plan and write: refused like one seen at plan time.
+        cls = SymlinkRefusedError if exc.symlink else PathRefusedError
+        refusal = cls(exc.reason, secret=action.secret)
+        return _outcome(action.secret, action.path, FileState.REFUSED, error=str(exc)), 0, refusal
+    except (ApplyError, OSError) as exc:
+        return _outcome(action.secret, action.path, FileState.FAILED, error=_why(exc)), 0, None
+    if result.written:
+        state = FileState.WRITTEN
+    elif result.mode_fixed:
+        state = FileState.MODE_FIXED
+    else:
+        state = FileState.UNCHANGED
+    return _outcome(action.secret, action.path, state, result.sha), result.bytes_written, None
+
+
+def _write_env(action: WriteEnvFile, *, dir_mode: int) -> tuple[Outcome, int]:
+    if action.unchanged:
+        return _outcome(ENV_FILE_SECRET, action.path, FileState.UNCHANGED, action.sha), 0
+    try:
+        result = files.write_atomic(
+            action.path,
+            action.content.reveal().encode(),
+            roots=None,
+            file_mode=ENV_FILE_MODE,
+            dir_mode=dir_mode,
+        )
+    except (UnsafePathError, ApplyError, OSError) as exc:
+        return _outcome(ENV_FILE_SECRET, action.path, FileState.FAILED, error=_why(exc)), 0
+    state = FileState.WRITTEN if result.written else FileState.MODE_FIXED
+    return _outcome(ENV_FILE_SECRET, action.path, state, result.sha), result.bytes_written
+
+
+def _remove(action: RemoveFile, *, roots: Sequence[str] | None) -> Outcome:
+    try:
+        state = files.remove_if_unchanged(action.path, action.sha, roots=roots)
+    except (UnsafePathError, ApplyError, OSError) as exc:
+        return _outcome(action.secret, action.path, FileState.FAILED, error=_why(exc))
+    return _outcome(action.secret, action.path, state, action.sha)
+
+
+def _forget(action: ForgetFile) -> Outcome:
+    return _outcome(action.secret, action.path, action.state)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, ApplyError):
+        return f"{exc.strerror or type(exc).__name__}"
+    return str(exc)

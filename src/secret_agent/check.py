@@ -1,0 +1,99 @@
+"""`secret-agent check`: config, reachability, auth, write access, and the plan.
+
+A dry run: nothing is written. The plan is shown as names, paths, modes and short
+hashes; never a value (consul-template's dry mode prints contents, which for secrets
+is a leak).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from secret_agent.config import Config
+from secret_agent.model import ForgetFile, KeepFile, Plan, RemoveFile, WriteFile
+from secret_agent.sync import make_client, plan_pass
+
+SHORT = 12
+
+
+def _writable(path: str) -> bool:
+    """Whether the nearest existing ancestor of `path` lets us create entries."""
+    probe = path
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return os.access(probe, os.W_OK | os.X_OK)
+
+
+def _rows(plan: Plan, file_mode: int) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    mode = f"{file_mode:04o}"
+    for a in plan.files:
+        if isinstance(a, WriteFile):
+            rows.append(
+                ("fix-mode" if a.mode_only else "write", a.secret, a.path, mode, a.sha[:SHORT])
+            )
+        elif isinstance(a, KeepFile):
+            rows.append(("keep", a.secret, a.path, mode, a.sha[:SHORT]))
+        elif isinstance(a, RemoveFile):
+            rows.append(("remove", a.secret or "(env file)", a.path, "", a.sha[:SHORT]))
+        elif isinstance(a, ForgetFile):
+            rows.append((f"forget ({a.state.value})", a.secret or "(env file)", a.path, "", ""))
+    if plan.env_file is not None:
+        env = plan.env_file
+        rows.append(
+            (
+                "keep" if env.unchanged else "write",
+                f"(env file: {len(env.variables)} vars)",
+                env.path,
+                "0600",
+                env.sha[:SHORT],
+            )
+        )
+    return rows
+
+
+def cmd_check(config: Config, *, out: TextIO) -> int:
+    """Print what `run --once` would do; 0 when it would apply everything cleanly.
+
+    Raises:
+        CoderError, CredentialsError, ValueSourceError, LedgerError: as `run --once`.
+    """
+    print(f"config:    {config.source_file or '(defaults; no config file)'}", file=out)
+    problems = 0
+    for label, path in (("state_dir", config.sync.state_dir), ("env_file", config.env_file.path)):
+        if not path:
+            print(f"{label + ':':<10} off", file=out)
+            continue
+        ok = _writable(path)
+        problems += not ok
+        print(f"{label + ':':<10} {path} ({'writable' if ok else 'NOT WRITABLE'})", file=out)
+    print(f"coder:     {config.coder.url} (user {config.coder.user})", file=out)
+    with make_client(config) as client:
+        planned = plan_pass(config, client)
+    print(
+        f"           reachable and authorized: {len(planned.desired.secrets)} secrets to deliver,"
+        f" {planned.desired.requests} requests",
+        file=out,
+    )
+    rows = _rows(planned.plan, config.sync.file_mode)
+    print("plan:", file=out)
+    if rows:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print(
+                "  "
+                + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
+                + "  "
+                + r[4],
+                file=out,
+            )
+    else:
+        print("  (nothing to do)", file=out)
+    for refusal in planned.plan.refused:
+        problems += 1
+        print(f"refused:   {refusal}", file=out)
+    return 0 if problems == 0 else 1

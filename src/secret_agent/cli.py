@@ -1,0 +1,189 @@
+"""The `secret-agent` command: argument parsing, exit codes, and error messages.
+
+Each subcommand imports what it needs inside its handler, so `--help` and `--version`
+cost no more than argparse. Exceptions become one line on stderr and an exit code
+from one table (`EXIT_CODES`); a bug becomes 70 with its type, never a traceback that
+could carry a value.
+
+Exit codes (also in the README):
+  0  everything applied (check: the plan is clean)
+  1  the pass ran, but some secrets were refused or failed to apply
+  2  usage or configuration error
+  3  credentials missing, rejected (401) or not allowed (403)
+  4  Coder unreachable or answering with errors (timeouts, 5xx, 429, bad bodies)
+  5  no way to get secret values (values.source)
+  6  local state unusable (corrupt ledger, state_dir not writable)
+  70 internal error (a bug: please report it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import TYPE_CHECKING, TextIO
+
+from secret_agent import __version__
+from secret_agent.errors import (
+    ApplyError,
+    CoderError,
+    ConfigError,
+    CredentialsError,
+    ForbiddenError,
+    LedgerError,
+    SecretAgentError,
+    UnauthorizedError,
+    ValueSourceError,
+)
+
+if TYPE_CHECKING:
+    from secret_agent.config import Config
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    PARTIAL = 1
+    USAGE = 2
+    AUTH = 3
+    UNAVAILABLE = 4
+    NO_VALUES = 5
+    STATE = 6
+    INTERNAL = 70
+
+
+# Order matters: the first matching class wins, so subclasses come before bases.
+EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
+    (ConfigError, ExitCode.USAGE),
+    (CredentialsError, ExitCode.AUTH),
+    (UnauthorizedError, ExitCode.AUTH),
+    (ForbiddenError, ExitCode.AUTH),
+    (CoderError, ExitCode.UNAVAILABLE),
+    (ValueSourceError, ExitCode.NO_VALUES),
+    (LedgerError, ExitCode.STATE),
+    (ApplyError, ExitCode.STATE),
+    (OSError, ExitCode.STATE),
+    (SecretAgentError, ExitCode.INTERNAL),
+)
+
+_FLAG_KEYS = {
+    "url": "coder.url",
+    "token_file": "coder.token_file",
+    "user": "coder.user",
+    "source": "values.source",
+    "state_dir": "sync.state_dir",
+    "env_file": "env_file.path",
+    "env_format": "env_file.format",
+    "log_level": "log.level",
+    "log_format": "log.format",
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $SECRET_AGENT_CONFIG,"
+        " else $XDG_CONFIG_HOME/secret-agent/config.toml)",
+    )
+    p.add_argument("--url", help="Coder URL (coder.url; env CODER_URL)")
+    p.add_argument("--token-file", help="file holding the session token (coder.token_file)")
+    p.add_argument("--user", help="whose secrets: me, a username or a UUID (coder.user)")
+    p.add_argument("--source", choices=["auto", "inline", "agent"], help="values.source")
+    p.add_argument("--state-dir", help="sync.state_dir")
+    p.add_argument("--env-file", metavar="PATH", help='env_file.path ("" turns it off)')
+    p.add_argument(
+        "--env-format",
+        choices=["posix", "dotenv", "systemd", "docker", "json"],
+        help="env_file.format",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["auto", "console", "json"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secret-agent",
+        description="Keeps your Coder user secrets in files and an env file, and current.",
+        epilog="Exit codes: 0 ok, 1 some secrets not applied, 2 usage/config, 3 credentials,"
+        " 4 Coder unavailable, 5 no value source, 6 local state, 70 internal error.",
+    )
+    parser.add_argument("--version", action="version", version=f"secret-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="sync secrets (the daemon; --once syncs once and exits)")
+    _add_config_flags(run)
+    run.add_argument(
+        "--once", action="store_true", help="sync once; exit 0 only if every secret applied"
+    )
+
+    check = sub.add_parser(
+        "check",
+        help="config, reachability, auth, write access, and the plan"
+        " (names, paths, modes, short hashes; never a value)",
+    )
+    _add_config_flags(check)
+
+    dev = sub.add_parser("dev-server", help="a local Coder-compatible server for trying the agent")
+    try:
+        from secret_agent.devserver.server import add_arguments
+    except ImportError:  # pragma: no cover - the module itself has no heavy imports
+        pass
+    else:
+        add_arguments(dev)
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    from secret_agent.config import load_config
+
+    overrides = {
+        key: getattr(args, attr)
+        for attr, key in _FLAG_KEYS.items()
+        if getattr(args, attr, None) is not None
+    }
+    return load_config(path=args.config, env=os.environ, overrides=overrides)
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the command line; return the exit code (never raises SystemExit itself
+    except through argparse's --help/--version/usage errors)."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from secret_agent.daemon import cmd_run
+
+            return cmd_run(load(args), once=args.once)
+        if args.command == "check":
+            from secret_agent.check import cmd_check
+
+            return cmd_check(load(args), out=out)
+        from secret_agent.devserver.server import main as devserver_main
+
+        return devserver_main(args, out)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes a code
+        return _fail(exc, err)
+
+
+def _fail(exc: BaseException, err: TextIO) -> int:
+    from secret_agent.redact import scrub
+
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            if code is ExitCode.INTERNAL:
+                break
+            print(f"secret-agent: error: {scrub(str(exc))}", file=err)
+            return code
+    print(
+        f"secret-agent: internal error: {type(exc).__name__}: {scrub(str(exc))}"
+        " (this is a bug; please report it)",
+        file=err,
+    )
+    return ExitCode.INTERNAL

@@ -1,0 +1,548 @@
+"""In-memory users, session tokens and secrets: the state behind the dev server.
+
+The store enforces Coder's rules (see `validation`) and answers refusals with
+`StoreError`, which carries Coder's status, message, detail and validations so the app
+can send Coder's error body unchanged. It is thread-safe: uvicorn serves from one thread
+while tests and tools mutate the store from another. With a `persist_path`, the whole
+store is written atomically after every mutation and read back at start.
+
+Values live in `Secret`, so a repr of a `StoredSecret` or of the store shows none. The
+store knows nothing of HTTP; it must not import starlette or uvicorn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import re
+import secrets
+import string
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from secret_agent.devserver import persist, validation
+from secret_agent.errors import ConfigError, SecretAgentError, Validation
+from secret_agent.redact import Secret
+
+NOT_FOUND_MESSAGE: Final = "Resource not found or you do not have access to this resource"
+UNKNOWN_USER_MESSAGE: Final = '"user" must be an existing uuid or username.'
+NO_FIELDS_MESSAGE: Final = "At least one field must be provided."
+VALIDATION_MESSAGE: Final = "Validation failed."
+
+Clock = Callable[[], datetime]
+
+# Coder's username rule (`codersdk.NameValid`): alphanumerics in dash-separated runs.
+_USERNAME: Final = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
+_MAX_USERNAME: Final = 32
+_TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
+# A token travels in a header, a cookie and a query string: printable ASCII, no space.
+_TOKEN_SHAPE: Final = re.compile(r"[!-~]+")
+_TICK: Final = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """A Coder user: its username (unique, case-insensitively) and UUID."""
+
+    username: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSecret:
+    """One user secret with its value; the value prints as `[redacted]`."""
+
+    id: str
+    name: str
+    value: Secret
+    description: str
+    env_name: str
+    file_path: str
+    enabled: bool
+    created_at: str
+    updated_at: str
+
+
+class StoreError(SecretAgentError):
+    """A refusal in Coder's error shape: HTTP status, message, detail, validations.
+
+    Raised by the store for Coder's rules, and by the app for its own door checks
+    (auth, unknown user), so every error answer goes through one path.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        message: str,
+        detail: str = "",
+        validations: Sequence[Validation] = (),
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.validations = tuple(validations)
+        text = message
+        if detail:
+            text += f" {detail}"
+        if self.validations:
+            text += " (" + "; ".join(f"{v.field}: {v.detail}" for v in self.validations) + ")"
+        super().__init__(text)
+
+
+def not_found() -> StoreError:
+    """Coder's deliberately vague 404."""
+    return StoreError(status=404, message=NOT_FOUND_MESSAGE)
+
+
+def unknown_user(query: str) -> StoreError:
+    """Coder's 400 for a `{user}` that is neither a known UUID nor a known username."""
+    return StoreError(status=400, message=UNKNOWN_USER_MESSAGE, detail=f"queried user={query!r}")
+
+
+def _refused(status: int, validations: Sequence[Validation]) -> StoreError:
+    return StoreError(status=status, message=VALIDATION_MESSAGE, validations=validations)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class _Account:
+    user: User
+    tokens: list[str]
+    secrets: dict[str, StoredSecret]
+
+    def copy(self) -> _Account:
+        return _Account(user=self.user, tokens=list(self.tokens), secrets=dict(self.secrets))
+
+
+class Store:
+    """Users, their session tokens and their secrets, under one lock.
+
+    Args:
+        persist_path: a JSON file (see `persist`) loaded at start if it exists and
+            rewritten atomically after every mutation.
+        clock: the source of `created_at`/`updated_at`; stamps are forced strictly
+            increasing, so even a clock that stands still gives each write a new one.
+
+    Raises:
+        ConfigError: the persist file exists but cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        *,
+        persist_path: persist.StrPath | None = None,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._accounts: dict[str, _Account] = {}
+        self._last_stamp: datetime | None = None
+        self._depth = 0
+        self._clock = clock
+        self._persist_path = None if persist_path is None else str(persist_path)
+        if self._persist_path is not None:
+            self._load(self._persist_path, missing_ok=True)
+
+    @classmethod
+    def from_seed(
+        cls, path: persist.StrPath, *, persist_path: persist.StrPath | None = None
+    ) -> Store:
+        """A store holding what the seed file at `path` describes.
+
+        Raises:
+            ConfigError: the seed is unreadable, malformed or breaks Coder's rules.
+        """
+        store = cls(persist_path=persist_path)
+        store.load_seed(path)
+        return store
+
+    @property
+    def persist_path(self) -> str | None:
+        """Where the store is persisted, or None."""
+        return self._persist_path
+
+    def load_seed(self, path: persist.StrPath) -> None:
+        """Add the users, tokens and secrets the seed file at `path` describes.
+
+        All or nothing: on any error the store is left as it was.
+
+        Raises:
+            ConfigError: naming the file and the key, for an unreadable or malformed
+                file, a duplicate user or token, or a secret Coder would refuse.
+        """
+        self._load(str(path), missing_ok=False)
+
+    # -- users and tokens ---------------------------------------------------------
+
+    def add_user(self, username: str, *, user_id: str | None = None) -> User:
+        """Create a user with no secrets; `user_id` defaults to a fresh uuid4.
+
+        Raises:
+            ValueError: the username breaks Coder's rules or is taken, or the id is
+                not a UUID or is taken.
+        """
+        if len(username) > _MAX_USERNAME or not _USERNAME.fullmatch(username):
+            raise ValueError(
+                f"invalid username {username!r}: use 1-{_MAX_USERNAME} letters, digits"
+                " and single dashes, not at either end"
+            )
+        if username.lower() == "me":
+            raise ValueError('"me" is reserved: it means the caller in every URL')
+        canonical = str(uuid.uuid4()) if user_id is None else _canonical_uuid(user_id)
+        if canonical is None:
+            raise ValueError(f"user id {user_id!r} is not a UUID")
+        with self._mutation():
+            if username.lower() in self._accounts:
+                raise ValueError(f"user {username!r} already exists")
+            if any(a.user.id == canonical for a in self._accounts.values()):
+                raise ValueError(f"user id {canonical} is already taken")
+            user = User(username=username, id=canonical)
+            self._accounts[username.lower()] = _Account(user=user, tokens=[], secrets={})
+            return user
+
+    def users(self) -> list[User]:
+        """Every user, in username order."""
+        with self._lock:
+            return sorted((a.user for a in self._accounts.values()), key=lambda u: u.username)
+
+    def find_user(self, query: str) -> User | None:
+        """The user `query` names, as Coder resolves `{user}`: a UUID, else a username.
+
+        A query that parses as a UUID is looked up by id only. Usernames match
+        case-insensitively. `me` is the caller's business, not the store's.
+        """
+        with self._lock:
+            canonical = _canonical_uuid(query)
+            if canonical is not None:
+                found = (a.user for a in self._accounts.values() if a.user.id == canonical)
+                return next(found, None)
+            account = self._accounts.get(query.lower())
+            return None if account is None else account.user
+
+    def issue_token(self, username: str) -> str:
+        """A new session token for the user, Coder-shaped: `<10 chars>-<24 chars>`.
+
+        Raises:
+            StoreError: no such user.
+        """
+        key = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(10))
+        secret = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(24))
+        token = f"{key}-{secret}"
+        self.add_token(username, token)
+        return token
+
+    def add_token(self, username: str, token: str) -> None:
+        """Accept `token` as a session token of the user (idempotent).
+
+        Raises:
+            ValueError: the token is not printable ASCII without spaces, or belongs to
+                another user.
+            StoreError: no such user.
+        """
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise ValueError("a token must be printable ASCII without spaces")
+        with self._mutation():
+            account = self._account(username)
+            owner = self.user_for_token(token)
+            if owner is not None and owner != account.user:
+                raise ValueError("this token already belongs to another user")
+            if owner is None:
+                account.tokens.append(token)
+
+    def tokens(self, username: str) -> tuple[str, ...]:
+        """The user's session tokens, oldest first.
+
+        Raises:
+            StoreError: no such user.
+        """
+        with self._lock:
+            return tuple(self._account(username).tokens)
+
+    def revoke_token(self, token: str) -> None:
+        """Stop accepting `token`; a token nobody holds is ignored."""
+        with self._mutation():
+            for account in self._accounts.values():
+                if token in account.tokens:
+                    account.tokens.remove(token)
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user holding `token`, or None. Compared in constant time."""
+        presented = token.encode("utf-8", "replace")
+        with self._lock:
+            for account in self._accounts.values():
+                for held in account.tokens:
+                    if hmac.compare_digest(held.encode(), presented):
+                        return account.user
+        return None
+
+    # -- secrets ------------------------------------------------------------------
+
+    def create_secret(
+        self,
+        username: str,
+        *,
+        name: str,
+        value: str,
+        description: str = "",
+        env_name: str = "",
+        file_path: str = "",
+        enabled: bool = True,
+    ) -> StoredSecret:
+        """Create a secret as Coder's POST does.
+
+        Raises:
+            StoreError: 400 for a field Coder refuses or a per-user cap; 409 when the
+                name, env_name or file_path is already used by another secret.
+        """
+        with self._mutation():
+            return self._create(
+                self._account(username),
+                persist.SeedSecret(
+                    name=name,
+                    value=Secret(value),
+                    description=description,
+                    env_name=env_name,
+                    file_path=file_path,
+                    enabled=enabled,
+                ),
+            )
+
+    def update_secret(
+        self,
+        username: str,
+        name: str,
+        *,
+        value: str | None = None,
+        description: str | None = None,
+        env_name: str | None = None,
+        file_path: str | None = None,
+        enabled: bool | None = None,
+    ) -> StoredSecret:
+        """Change the fields given (None = unchanged, "" = clear), as Coder's PATCH does.
+
+        There is no renaming. Every successful update gets a new `updated_at`, even one
+        that changes nothing.
+
+        Raises:
+            StoreError: 400 with no field given, a field Coder refuses, an enabled
+                secret left without a target, or a per-user cap; 404 for an unknown
+                secret; 409 when env_name or file_path is used by another secret.
+        """
+        with self._mutation():
+            account = self._account(username)
+            if all(f is None for f in (value, description, env_name, file_path, enabled)):
+                raise StoreError(status=400, message=NO_FIELDS_MESSAGE)
+            problems = validation.validate_update(
+                value=value, env_name=env_name, file_path=file_path
+            )
+            if problems:
+                raise _refused(400, problems)
+            old = account.secrets.get(name)
+            if old is None:
+                raise not_found()
+            new = replace(
+                old,
+                value=old.value if value is None else Secret(value),
+                description=old.description if description is None else description,
+                env_name=old.env_name if env_name is None else env_name,
+                file_path=old.file_path if file_path is None else file_path,
+                enabled=old.enabled if enabled is None else enabled,
+            )
+            if new.enabled and not new.env_name and not new.file_path:
+                detail = validation.TARGET_REQUIRED_DETAIL
+                raise _refused(400, [Validation("env_name", detail)])
+            self._check_limits(account, new)
+            self._check_unique(account, new, check_name=False)
+            new = replace(new, updated_at=persist.format_stamp(self._stamp()))
+            account.secrets[name] = new
+            return new
+
+    def delete_secret(self, username: str, name: str) -> None:
+        """Delete a secret.
+
+        Raises:
+            StoreError: 404 for an unknown secret, 400 for an unknown user.
+        """
+        with self._mutation():
+            if self._account(username).secrets.pop(name, None) is None:
+                raise not_found()
+
+    def get_secret(self, username: str, name: str) -> StoredSecret:
+        """One secret by exact name.
+
+        Raises:
+            StoreError: 404 for an unknown secret, 400 for an unknown user.
+        """
+        with self._lock:
+            found = self._account(username).secrets.get(name)
+        if found is None:
+            raise not_found()
+        return found
+
+    def list_secrets(self, username: str) -> list[StoredSecret]:
+        """The user's secrets in name order (code-point order).
+
+        Raises:
+            StoreError: 400 for an unknown user.
+        """
+        with self._lock:
+            return sorted(self._account(username).secrets.values(), key=lambda s: s.name)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _account(self, username: str) -> _Account:
+        account = self._accounts.get(username.lower())
+        if account is None:
+            raise unknown_user(username)
+        return account
+
+    def _stamp(self) -> datetime:
+        now = self._clock().astimezone(UTC)
+        if self._last_stamp is not None and now <= self._last_stamp:
+            now = self._last_stamp + _TICK
+        self._last_stamp = now
+        return now
+
+    def _observe(self, moment: datetime) -> datetime:
+        # Loaded stamps count as issued, so later writes still sort after them.
+        if self._last_stamp is None or moment > self._last_stamp:
+            self._last_stamp = moment
+        return moment
+
+    def _create(
+        self, account: _Account, seed: persist.SeedSecret, *, restore: bool = False
+    ) -> StoredSecret:
+        problems = validation.validate_create(
+            name=seed.name,
+            value=seed.value.reveal(),
+            env_name=seed.env_name,
+            file_path=seed.file_path,
+            enabled=seed.enabled,
+        )
+        if problems:
+            raise _refused(400, problems)
+        secret_id = str(uuid.uuid4()) if seed.id is None else _canonical_uuid(seed.id)
+        if secret_id is None:
+            raise _refused(400, [Validation("id", "must be a UUID")])
+        now = self._stamp()
+        created = self._observe(seed.created_at) if restore and seed.created_at else now
+        updated = self._observe(seed.updated_at) if restore and seed.updated_at else now
+        secret = StoredSecret(
+            id=secret_id,
+            name=seed.name,
+            value=seed.value,
+            description=seed.description,
+            env_name=seed.env_name,
+            file_path=seed.file_path,
+            enabled=seed.enabled,
+            created_at=persist.format_stamp(created),
+            updated_at=persist.format_stamp(updated),
+        )
+        self._check_limits(account, secret)
+        self._check_unique(account, secret, check_name=True)
+        account.secrets[secret.name] = secret
+        return secret
+
+    def _check_limits(self, account: _Account, new: StoredSecret) -> None:
+        rows = [
+            (validation.utf8_len(s.value.reveal()), bool(s.env_name))
+            for s in account.secrets.values()
+            if s.id != new.id
+        ]
+        rows.append((validation.utf8_len(new.value.reveal()), bool(new.env_name)))
+        problem = validation.limit_problem(rows)
+        if problem is not None:
+            raise StoreError(status=400, message=problem[0], detail=problem[1])
+
+    def _check_unique(self, account: _Account, new: StoredSecret, *, check_name: bool) -> None:
+        # Postgres reports the first unique index violated, in creation order.
+        others = [s for s in account.secrets.values() if s.id != new.id]
+        if check_name and new.name in account.secrets:
+            raise _refused(409, [Validation("name", "name already in use")])
+        if new.env_name and any(s.env_name == new.env_name for s in others):
+            raise _refused(409, [Validation("env_name", "environment variable already in use")])
+        if new.file_path and any(s.file_path == new.file_path for s in others):
+            raise _refused(409, [Validation("file_path", "file path already in use")])
+
+    def _load(self, path: str, *, missing_ok: bool) -> None:
+        seeds = persist.read_store_file(path, missing_ok=missing_ok)
+        if not seeds:
+            return
+        with self._mutation():
+            for i, seed in enumerate(seeds):
+                key = f"users[{i}]"
+                try:
+                    user = self.add_user(seed.username, user_id=seed.id)
+                    for token in seed.tokens:
+                        self.add_token(user.username, token)
+                except (ValueError, StoreError) as exc:
+                    raise ConfigError(str(exc), key=key, file=path) from None
+                account = self._account(user.username)
+                for j, secret in enumerate(seed.secrets):
+                    try:
+                        self._create(account, secret, restore=True)
+                    except StoreError as exc:
+                        where = f"{key}.secrets[{j}] ({secret.name!r})"
+                        raise ConfigError(str(exc), key=where, file=path) from None
+
+    def _document(self) -> dict[str, object]:
+        return {
+            "users": [
+                {
+                    "username": a.user.username,
+                    "id": a.user.id,
+                    "tokens": list(a.tokens),
+                    "secrets": [
+                        {
+                            "id": s.id,
+                            "name": s.name,
+                            "value": s.value.reveal(),
+                            "description": s.description,
+                            "env_name": s.env_name,
+                            "file_path": s.file_path,
+                            "enabled": s.enabled,
+                            "created_at": s.created_at,
+                            "updated_at": s.updated_at,
+                        }
+                        for s in sorted(a.secrets.values(), key=lambda s: s.name)
+                    ],
+                }
+                for a in sorted(self._accounts.values(), key=lambda a: a.user.username)
+            ]
+        }
+
+    @contextlib.contextmanager
+    def _mutation(self) -> Iterator[None]:
+        """Hold the lock for a change; persist it, or undo it if anything fails.
+
+        Nested mutations (a seed load adds users and secrets) persist once, at the
+        outermost level, so a failing seed leaves neither memory nor file changed.
+        """
+        with self._lock:
+            outermost = self._depth == 0
+            snapshot = {k: a.copy() for k, a in self._accounts.items()} if outermost else None
+            self._depth += 1
+            try:
+                yield
+                if outermost and self._persist_path is not None:
+                    persist.write_store_file(self._persist_path, self._document())
+            except BaseException:
+                if snapshot is not None:
+                    self._accounts = snapshot
+                raise
+            finally:
+                self._depth -= 1

@@ -1,0 +1,464 @@
+"""The only code that writes, inspects or removes secret files.
+
+Every operation opens directories one name at a time with `O_NOFOLLOW` relative to the
+parent's fd, so what was checked is what is written: no path string is trusted once a
+walk has begun. It knows paths and bytes, never secret names, values' meaning or env
+formats. Like Kubernetes' AtomicWriter it does no locking of its own: `apply` holds
+`lock_exclusive` for a whole pass.
+
+`write_atomic(path, content)` does, in order (the body carries the numbers as `# (n)`):
+
+1. Take a path already cleaned by `paths.expand_target` (absolute, no `.`, `..` or `//`)
+   and check it lies lexically below one of `roots` (`roots=None`: a file the user
+   configured locally, no root check; every other rule still holds).
+2. Open each directory from the outermost containing root down with
+   `O_DIRECTORY | O_NOFOLLOW`, relative to its parent's fd, creating missing ones with
+   `dir_mode` and then an explicit `fchmod` (mkdir applies the umask). Existing
+   directories keep their mode. A symlinked directory on the way is followed only when
+   its fully resolved target lies inside the realpath'd roots; it is then re-opened by
+   walking that resolved (link-free) path from `/`, again with `O_NOFOLLOW`, so a link
+   swapped in after the check is refused instead of followed. Anything else is refused
+   (`UnsafePathError(symlink=True)`). The root itself is opened as configured.
+3. `lstat` the target through the directory fd. A symlink is refused, never written
+   through or replaced; so is anything but a regular file. A regular file is opened
+   with `O_NOFOLLOW | O_NONBLOCK` and its first `len(content) + 1` bytes compared
+   (never an unbounded read of a foreign file). If they match, `fchmod` it to
+   `file_mode` when its bits differ, and stop: no rewrite, mtime unchanged.
+4. Create `.{name}.secret-agent.{random}.tmp` in the same directory with
+   `O_CREAT | O_EXCL | O_NOFOLLOW`, mode `file_mode`, then `fchmod` it (umask-proof),
+   write every byte, `fsync`.
+5. `rename` the temp file over the target, both relative to the directory fd. This is
+   the only commit point: a reader sees the old bytes or the new, never a torn file.
+6. `fsync` the directory, so the rename survives a crash.
+7. Return the sha256 of `content`, which the caller records in the ledger.
+
+Any failure before (5) unlinks the temp file. `OSError` becomes `ApplyError` at this
+module's boundary; a path that escapes the roots or crosses a forbidden symlink is an
+`UnsafePathError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import posixpath
+import secrets
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from secret_agent import paths
+from secret_agent.errors import ApplyError, UnsafePathError
+from secret_agent.model import FileState, Observed
+
+# Coder caps a manifest at 4 MiB, so a larger file cannot hold a value we wrote.
+MAX_HASH_BYTES: Final = 4 * 1024 * 1024
+
+_CHUNK: Final = 64 * 1024
+_DIR_FOLLOW: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_NOFOLLOW: Final = _DIR_FOLLOW | os.O_NOFOLLOW
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK_NAME: Final = "lock"
+# Leaves room for the prefix and suffix of a temp name within NAME_MAX (255 bytes).
+_TEMP_STEM_BYTES: Final = 200
+
+
+def sha256_hex(data: bytes) -> str:
+    """The full lowercase hex sha256 of `data`, as the ledger records it."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteResult:
+    """What `write_atomic` did: `written` (new bytes renamed in) or `mode_fixed` or neither."""
+
+    sha: str
+    written: bool
+    mode_fixed: bool
+    bytes_written: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Target:
+    """A cleaned path cut for the walk: trusted start, checked parents, final name."""
+
+    path: str
+    start: tuple[str, ...]
+    parents: tuple[str, ...]
+    name: str
+    real_roots: tuple[str, ...] | None
+
+
+def write_atomic(
+    path: str,
+    content: bytes,
+    *,
+    roots: Sequence[str] | None,
+    file_mode: int = 0o600,
+    dir_mode: int = 0o700,
+) -> WriteResult:
+    """Make `path` hold exactly `content` with `file_mode`, by steps (1)-(7) above.
+
+    Raises:
+        UnsafePathError: `path` is not clean, lies outside `roots`, crosses a symlinked
+            directory leading outside them, or the target is a symlink or not a file.
+        ApplyError: the OS refused a step (carries `errno`); the target is untouched.
+    """
+    target = _target(path, roots)  # (1)
+    sha = sha256_hex(content)
+    with _os_errors(path, "cannot write"), contextlib.ExitStack() as stack:
+        dfd = _make_parent(target, dir_mode, stack)  # (2)
+        mode_fixed = _keep_if_same(dfd, target, content, file_mode)  # (3)
+        if mode_fixed is not None:
+            return WriteResult(sha=sha, written=False, mode_fixed=mode_fixed, bytes_written=0)
+        _replace(dfd, target.name, content, file_mode)  # (4) and (5)
+        os.fsync(dfd)  # (6)
+    return WriteResult(sha=sha, written=True, mode_fixed=False, bytes_written=len(content))  # (7)
+
+
+def observe(path: str, *, roots: Sequence[str] | None) -> Observed:
+    """What is at `path` now, by the walk of step (2) without creating anything.
+
+    A missing file or directory gives `exists=False`; a symlink at the target gives
+    `is_symlink=True` and no sha; a regular file over `MAX_HASH_BYTES` gives `sha=""`
+    (it cannot be ours).
+
+    Raises:
+        UnsafePathError: as `write_atomic`, except that a symlink at the target is reported.
+        ApplyError: the OS refused to open or read something.
+    """
+    target = _target(path, roots)
+    with _os_errors(path, "cannot inspect"), contextlib.ExitStack() as stack:
+        found = _inspect(target, stack)
+        if found is None:
+            return Observed(path=path, exists=False)
+        dfd, st = found
+        if not stat.S_ISREG(st.st_mode):
+            link = stat.S_ISLNK(st.st_mode)
+            return Observed(path=path, exists=True, mode=stat.S_IMODE(st.st_mode), is_symlink=link)
+        fd, now = _open_regular(dfd, target, st, stack)
+        sha = _hash_bounded(fd)
+        mode = stat.S_IMODE(now.st_mode)
+        return Observed(path=path, exists=True, sha=sha, mode=mode, is_file=True)
+
+
+def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> FileState:
+    """Remove `path` only while it is a regular file whose sha256 is `sha`.
+
+    Returns `FileState.REMOVED` when removed or already gone (nothing left to remove),
+    `FileState.FOREIGN` when kept: changed bytes, a symlink, or not a regular file.
+    Directories are never removed. No syscall unlinks "only this inode", so the last
+    check and the `unlink` are as close together as two syscalls can be.
+
+    Raises:
+        UnsafePathError: as `observe`.
+        ApplyError: the OS refused to read or remove the file.
+    """
+    target = _target(path, roots)
+    with _os_errors(path, "cannot remove"), contextlib.ExitStack() as stack:
+        found = _inspect(target, stack)
+        if found is None:
+            return FileState.REMOVED
+        dfd, st = found
+        if not stat.S_ISREG(st.st_mode):
+            return FileState.FOREIGN
+        fd, now = _open_regular(dfd, target, st, stack)
+        if not sha or _hash_bounded(fd) != sha or not _same_file(_lstat(dfd, target.name), now):
+            return FileState.FOREIGN
+        os.unlink(target.name, dir_fd=dfd)
+        os.fsync(dfd)
+    return FileState.REMOVED
+
+
+def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
+    """Hold `flock(LOCK_EX)` on `state_dir/lock` for the `with` block, blocking until free.
+
+    Creates `state_dir` (mode 0700) and the lock file (0600) by the walk of step (2)
+    with no root check. A daemon and an `exec` take it around a whole pass so they never
+    write at the same time. Errors surface on entering the block.
+
+    Raises:
+        UnsafePathError: `state_dir` is not a clean absolute path, or `lock` is a symlink.
+        ApplyError: the directory or lock file cannot be created or locked.
+    """
+    return _held_lock(state_dir)
+
+
+@contextlib.contextmanager
+def _held_lock(state_dir: str) -> Iterator[None]:
+    if not state_dir.startswith("/"):
+        raise UnsafePathError("state_dir must be an absolute path", path=state_dir)
+    target = _target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
+    with contextlib.ExitStack() as stack:
+        # Only acquiring is translated: an OSError from the caller's block is theirs.
+        with _os_errors(target.path, "cannot lock"):
+            dfd = _make_parent(target, 0o700, stack)
+            try:
+                fd = os.open(target.name, _LOCK_FLAGS, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                _refuse_if_link(exc, dfd, target)
+                raise
+            stack.callback(os.close, fd)
+            os.fchmod(fd, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+        yield
+
+
+def _target(path: str, roots: Sequence[str] | None) -> _Target:
+    """Step (1): a clean absolute path, lexically below a root, cut for the walk."""
+    if not path.startswith("/") or paths.expand_target(path, home="/") != path:
+        raise UnsafePathError("not a clean absolute path", path=path)
+    names = paths.components(path)
+    if roots is None:
+        return _Target(path=path, start=(), parents=names[:-1], name=names[-1], real_roots=None)
+    start = paths.components(paths.check_within_roots(path, roots))
+    real = tuple(os.path.realpath(root) for root in roots if root.startswith("/"))
+    return _Target(
+        path=path, start=start, parents=names[len(start) : -1], name=names[-1], real_roots=real
+    )
+
+
+def _make_parent(target: _Target, dir_mode: int, stack: contextlib.ExitStack) -> int:
+    """Step (2) creating what is missing: the directory's fd, closed by `stack`."""
+    dfd = _open_parent(target, create=True, dir_mode=dir_mode)
+    if dfd is None:  # cannot happen when creating; keeps the types honest
+        raise FileNotFoundError(errno.ENOENT, "directory vanished", target.path)
+    stack.callback(os.close, dfd)
+    return dfd
+
+
+def _inspect(target: _Target, stack: contextlib.ExitStack) -> tuple[int, os.stat_result] | None:
+    """Step (2) without creating: the directory's fd and the target's lstat, or None."""
+    dfd = _open_parent(target, create=False)
+    if dfd is None:
+        return None
+    stack.callback(os.close, dfd)
+    st = _lstat(dfd, target.name)
+    return None if st is None else (dfd, st)
+
+
+def _open_parent(target: _Target, *, create: bool, dir_mode: int = 0o700) -> int | None:
+    """Step (2): the fd of the target's directory, or None if missing and not `create`."""
+    if target.real_roots is None:
+        return _descend(target.start + target.parents, _DIR_FOLLOW, create, dir_mode)
+    # The root itself is configuration, so it is opened as configured (following links).
+    fd = _descend(target.start, _DIR_FOLLOW, create, dir_mode)
+    here = os.path.realpath("/" + "/".join(target.start))
+    for name in target.parents:
+        if fd is None:
+            return None
+        try:
+            nxt, here = _step_checked(fd, here, name, target=target, create=create, mode=dir_mode)
+        finally:
+            os.close(fd)
+        fd = nxt
+    return fd
+
+
+def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> int | None:
+    """Open `/` then each of `names` with `flags`, closing every fd but the last."""
+    fd: int | None = os.open("/", _DIR_FOLLOW)
+    for name in names:
+        if fd is None:
+            return None
+        try:
+            nxt = _open_or_make(fd, name, flags, create, dir_mode)
+        finally:
+            os.close(fd)
+        fd = nxt
+    return fd
+
+
+def _open_or_make(dfd: int, name: str, flags: int, create: bool, dir_mode: int) -> int | None:
+    """Open directory `name` in `dfd`; if missing, make it (`create`) or return None."""
+    try:
+        return os.open(name, flags, dir_fd=dfd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    try:
+        os.mkdir(name, dir_mode, dir_fd=dfd)
+    except FileExistsError:
+        return os.open(name, flags, dir_fd=dfd)  # made by someone else meanwhile
+    fd = os.open(name, flags, dir_fd=dfd)
+    try:
+        # mkdir(2) applied the umask; the mode we promise is set explicitly.
+        os.fchmod(fd, dir_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _step_checked(
+    dfd: int, here: str, name: str, *, target: _Target, create: bool, mode: int
+) -> tuple[int | None, str]:
+    """Open directory `name` in `dfd` (real path `here`), following a link only inward.
+
+    Returns the new fd (None when missing and not `create`) and its real path.
+    """
+    try:
+        return _open_or_make(dfd, name, _DIR_NOFOLLOW, create, mode), posixpath.join(here, name)
+    except OSError as exc:
+        # O_NOFOLLOW | O_DIRECTORY on a symlink fails with ELOOP or ENOTDIR.
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not _is_link(dfd, name):
+            raise
+    link = posixpath.join(here, name)
+    resolved = os.path.realpath(link)
+    if not any(paths.is_within(resolved, root) for root in target.real_roots or ()):
+        raise UnsafePathError(
+            f"symlinked directory {link} leads outside allowed_roots (to {resolved})",
+            path=target.path,
+            symlink=True,
+        )
+    # Re-walk what was checked from `/`, following nothing: realpath() left no link in
+    # `resolved`, so a link found now was swapped in after the check, and is refused.
+    try:
+        return _descend(paths.components(resolved), _DIR_NOFOLLOW, create, mode), resolved
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise UnsafePathError(
+            f"symlinked directory {link} is not a directory (or changed while being checked)",
+            path=target.path,
+            symlink=True,
+        ) from exc
+
+
+def _keep_if_same(dfd: int, target: _Target, content: bytes, file_mode: int) -> bool | None:
+    """Step (3): None when the target must be (re)written, else whether its mode was fixed."""
+    st = _lstat(dfd, target.name)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError("a symlink sits at the target", path=target.path, symlink=True)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError("the target exists and is not a regular file", path=target.path)
+    with contextlib.ExitStack() as stack:
+        fd, now = _open_regular(dfd, target, st, stack)
+        if _read_bounded(fd, len(content) + 1) != content:
+            return None
+        if stat.S_IMODE(now.st_mode) == file_mode:
+            return False
+        os.fchmod(fd, file_mode)
+        return True
+
+
+def _replace(dfd: int, name: str, content: bytes, file_mode: int) -> None:
+    """Steps (4) and (5): a full, synced temp file renamed over `name`, or nothing."""
+    tmp, fd = _create_temp(dfd, name, file_mode)  # (4)
+    committed = False
+    try:
+        try:
+            # open(2) applied the umask; the mode we promise is set explicitly.
+            os.fchmod(fd, file_mode)
+            _write_all(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # (5)
+        committed = True
+    finally:
+        if not committed:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+
+
+def _create_temp(dfd: int, name: str, file_mode: int) -> tuple[str, int]:
+    """A new, exclusively created temp file beside `name`: its name and write fd."""
+    stem = os.fsdecode(os.fsencode(name)[:_TEMP_STEM_BYTES])
+    for _ in range(8):
+        tmp = f".{stem}.secret-agent.{secrets.token_hex(6)}.tmp"
+        try:
+            return tmp, os.open(tmp, _TEMP_FLAGS, file_mode, dir_fd=dfd)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", name)
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_bounded(fd: int, limit: int) -> bytes:
+    """At most `limit` bytes from `fd`: never an unbounded read of a file we did not write."""
+    chunks: list[bytes] = []
+    while limit > 0 and (chunk := os.read(fd, min(limit, _CHUNK))):
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
+
+
+def _hash_bounded(fd: int) -> str:
+    """The sha256 of the file behind `fd`, or "" when it is over `MAX_HASH_BYTES`."""
+    digest = hashlib.sha256()
+    seen = 0
+    while chunk := os.read(fd, _CHUNK):
+        seen += len(chunk)
+        if seen > MAX_HASH_BYTES:
+            return ""
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _lstat(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _is_link(dfd: int, name: str) -> bool:
+    st = _lstat(dfd, name)
+    return st is not None and stat.S_ISLNK(st.st_mode)
+
+
+def _same_file(a: os.stat_result | None, b: os.stat_result) -> bool:
+    return a is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _open_regular(
+    dfd: int, target: _Target, st: os.stat_result, stack: contextlib.ExitStack
+) -> tuple[int, os.stat_result]:
+    """Open for reading the regular file `st` describes (closed by `stack`), and its stat.
+
+    `lstat` came first so a FIFO or device is never opened; the fd is checked to be that
+    same inode, so a swap in between is refused rather than read.
+    """
+    try:
+        fd = os.open(target.name, _READ_FLAGS, dir_fd=dfd)
+    except OSError as exc:
+        _refuse_if_link(exc, dfd, target)
+        raise
+    stack.callback(os.close, fd)
+    now = os.fstat(fd)
+    if not (stat.S_ISREG(now.st_mode) and _same_file(st, now)):
+        raise UnsafePathError("the target changed while being checked", path=target.path)
+    return fd, now
+
+
+def _refuse_if_link(exc: OSError, dfd: int, target: _Target) -> None:
+    """Turn an `O_NOFOLLOW` failure on the target's name into the refusal it means."""
+    if exc.errno == errno.ELOOP and _is_link(dfd, target.name):
+        raise UnsafePathError(
+            "a symlink sits at the target", path=target.path, symlink=True
+        ) from exc
+
+
+@contextlib.contextmanager
+def _os_errors(path: str, action: str) -> Iterator[None]:
+    """Translate `OSError` into `ApplyError` at this module's boundary."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ApplyError(f"{action}: {reason}", path=path, errno=exc.errno) from exc

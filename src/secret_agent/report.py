@@ -1,0 +1,59 @@
+"""Report: a pass's outcomes as log events (and, later, the status file and STATUS=).
+
+Event names are facts (`file_written`, `secret_refused`, `sync_done`); the context is
+names, paths and short hashes, never a value.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+
+from secret_agent.model import FileState, SyncReport
+
+log = structlog.get_logger("secret_agent")
+
+_EVENTS: Final = {
+    FileState.WRITTEN: ("info", "file_written"),
+    FileState.MODE_FIXED: ("info", "file_mode_fixed"),
+    FileState.UNCHANGED: ("debug", "file_unchanged"),
+    FileState.REMOVED: ("info", "file_removed"),
+    FileState.FOREIGN: ("warning", "file_kept_changed_by_someone_else"),
+    FileState.LEFT: ("info", "file_left_prune_off"),
+    FileState.FAILED: ("error", "file_failed"),
+}
+
+
+def log_report(report: SyncReport) -> None:
+    """One event per target that changed or failed, one per refusal, one summary."""
+    for outcome in report.outcomes:
+        if outcome.state is FileState.REFUSED:
+            continue  # reported below with its reason
+        level, event = _EVENTS[outcome.state]
+        fields = {"path": outcome.path, "short_sha": outcome.short_sha}
+        if outcome.secret:
+            fields["secret"] = outcome.secret
+        else:
+            fields["target"] = "env_file"
+        if outcome.error:
+            fields["error"] = outcome.error
+        getattr(log, level)(event, **fields)
+    for refusal in report.refused:
+        log.error(
+            "secret_refused",
+            secret=refusal.secret,
+            error=refusal.reason,
+            kind=type(refusal).__name__,
+        )
+    counts: dict[str, int] = {}
+    for outcome in report.outcomes:
+        counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+    log.info(
+        "sync_done" if report.ok else "sync_incomplete",
+        secrets=report.secrets,
+        requests=report.requests,
+        bytes_written=report.bytes_written,
+        refusals=len(report.refused),
+        **counts,
+    )
