@@ -17,9 +17,9 @@ from secret_agent.sync import make_client, plan_pass
 SHORT = 12
 
 
-def _writable(path: str) -> bool:
-    """Whether the nearest existing ancestor of `path` lets us create entries."""
-    probe = path
+def _writable(path: str, *, is_dir: bool) -> bool:
+    """Whether entries can be created where `path` (a directory, or a file's) lives."""
+    probe = path if is_dir else os.path.dirname(path)
     while probe and not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -64,11 +64,14 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
     """
     print(f"config:    {config.source_file or '(defaults; no config file)'}", file=out)
     problems = 0
-    for label, path in (("state_dir", config.sync.state_dir), ("env_file", config.env_file.path)):
+    for label, path, is_dir in (
+        ("state_dir", config.sync.state_dir, True),
+        ("env_file", config.env_file.path, False),
+    ):
         if not path:
             print(f"{label + ':':<10} off", file=out)
             continue
-        ok = _writable(path)
+        ok = _writable(path, is_dir=is_dir)
         problems += not ok
         print(f"{label + ':':<10} {path} ({'writable' if ok else 'NOT WRITABLE'})", file=out)
     print(f"coder:     {config.coder.url} (user {config.coder.user})", file=out)

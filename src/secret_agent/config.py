@@ -45,6 +45,8 @@ MAX_DURATION: Final = 30 * 24 * 3600.0  # a sanity cap: longer is surely a typo
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoderConfig:
+    """Where Coder is and how to authenticate; tokens are `Secret`s, never `str`."""
+
     url: str  # "" when not configured; no trailing slash
     token: Secret | None  # the resolved session token
     token_file: str  # absolute path the token is read (and watched) from; "" if env or off
@@ -57,11 +59,15 @@ class CoderConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ValuesConfig:
+    """Where secret values come from (product.md: auto | inline | agent)."""
+
     source: SourceKind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncConfig:
+    """Polling, retry and file-writing policy; durations in seconds, modes as ints."""
+
     interval: float
     jitter: float
     backoff_initial: float
@@ -76,6 +82,8 @@ class SyncConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnvFileConfig:
+    """The generated env file."""
+
     path: str  # absolute, or "" when off
     format: EnvFormat
     allow_reserved: tuple[str, ...]  # env names or "PREFIX_*" Coder reserves but we may write
@@ -83,12 +91,16 @@ class EnvFileConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogConfig:
+    """Log level and renderer (`logs.py` applies them)."""
+
     level: str  # debug | info | warning | error
     format: str  # auto | console | json
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
+    """The whole validated configuration; frozen, and safe to repr or log."""
+
     coder: CoderConfig
     values: ValuesConfig
     sync: SyncConfig
@@ -111,6 +123,8 @@ class _Where:
 
 @dataclass(frozen=True, slots=True)
 class _Setting:
+    """One validated value in the layering, with where it came from."""
+
     value: object
     where: _Where
     layer: str  # one of _LAYERS
@@ -413,7 +427,7 @@ def _read_toml(path: str, *, explicit: bool) -> dict[str, object] | None:
     flat: dict[str, object] = {}
     for section, table in doc.items():
         if section not in _SECTIONS:
-            raise _unknown(section, path, "table")
+            raise _unknown(section, path, "table" if isinstance(table, dict) else "key")
         if not isinstance(table, dict):
             raise ConfigError(f"must be a table [{section}]", key=section, file=path)
         for name, value in table.items():

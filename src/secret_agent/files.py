@@ -57,6 +57,8 @@ from secret_agent.model import FileState, Observed
 
 # Coder caps a manifest at 4 MiB, so a larger file cannot hold a value we wrote.
 MAX_HASH_BYTES: Final = 4 * 1024 * 1024
+# The largest ledger or snapshot `read_private` reads: far above any real one, but bounded.
+MAX_READ_BYTES: Final = 64 * 1024 * 1024
 
 _CHUNK: Final = 64 * 1024
 _DIR_FOLLOW: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -113,7 +115,8 @@ def write_atomic(
     target = _target(path, roots)  # (1)
     sha = sha256_hex(content)
     with _os_errors(path, "cannot write"), contextlib.ExitStack() as stack:
-        dfd = _make_parent(target, dir_mode, stack)  # (2)
+        dfd = _open_parent(target, create=True, dir_mode=dir_mode)  # (2)
+        stack.callback(os.close, dfd)
         mode_fixed = _keep_if_same(dfd, target, content, file_mode)  # (3)
         if mode_fixed is not None:
             return WriteResult(sha=sha, written=False, mode_fixed=mode_fixed, bytes_written=0)
@@ -176,6 +179,36 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
     return FileState.REMOVED
 
 
+def read_private(path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a file this agent keeps for itself (ledger, snapshot), read safely.
+
+    Walks as `observe` with `roots=None`; a symlink at the target, anything but a regular
+    file, or more than `max_bytes` is an error. Unlike the rest of this module it raises
+    the OS's errors: what a missing or unreadable file of its own means is the caller's
+    decision (an empty ledger, a full fetch).
+
+    Raises:
+        FileNotFoundError: the file, or a directory on the way, does not exist.
+        OSError: any other failure (ELOOP for a symlink, EFBIG when too large).
+        UnsafePathError: `path` is not a clean absolute path.
+    """
+    target = _target(path, None)
+    with contextlib.ExitStack() as stack:
+        found = _inspect(target, stack)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        dfd, st = found
+        if stat.S_ISLNK(st.st_mode):
+            raise OSError(errno.ELOOP, "a symlink sits at the target", path)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        fd, _ = _open_regular(dfd, target, st, stack)
+        data = _read_bounded(fd, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", path)
+    return data
+
+
 def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
     """Hold `flock(LOCK_EX)` on `state_dir/lock` for the `with` block, blocking until free.
 
@@ -198,7 +231,8 @@ def _held_lock(state_dir: str) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         # Only acquiring is translated: an OSError from the caller's block is theirs.
         with _os_errors(target.path, "cannot lock"):
-            dfd = _make_parent(target, 0o700, stack)
+            dfd = _open_parent(target, create=True, dir_mode=0o700)
+            stack.callback(os.close, dfd)
             try:
                 fd = os.open(target.name, _LOCK_FLAGS, 0o600, dir_fd=dfd)
             except OSError as exc:
@@ -225,35 +259,25 @@ def _target(path: str, roots: Sequence[str] | None) -> _Target:
     )
 
 
-def _make_parent(target: _Target, dir_mode: int, stack: contextlib.ExitStack) -> int:
-    """Step (2) creating what is missing: the directory's fd, closed by `stack`."""
-    dfd = _open_parent(target, create=True, dir_mode=dir_mode)
-    if dfd is None:  # cannot happen when creating; keeps the types honest
-        raise FileNotFoundError(errno.ENOENT, "directory vanished", target.path)
-    stack.callback(os.close, dfd)
-    return dfd
-
-
 def _inspect(target: _Target, stack: contextlib.ExitStack) -> tuple[int, os.stat_result] | None:
     """Step (2) without creating: the directory's fd and the target's lstat, or None."""
-    dfd = _open_parent(target, create=False)
-    if dfd is None:
+    try:
+        dfd = _open_parent(target, create=False)
+    except FileNotFoundError:
         return None
     stack.callback(os.close, dfd)
     st = _lstat(dfd, target.name)
     return None if st is None else (dfd, st)
 
 
-def _open_parent(target: _Target, *, create: bool, dir_mode: int = 0o700) -> int | None:
-    """Step (2): the fd of the target's directory, or None if missing and not `create`."""
+def _open_parent(target: _Target, *, create: bool, dir_mode: int = 0o700) -> int:
+    """Step (2): the fd of the target's directory (FileNotFoundError if missing)."""
     if target.real_roots is None:
         return _descend(target.start + target.parents, _DIR_FOLLOW, create, dir_mode)
     # The root itself is configuration, so it is opened as configured (following links).
     fd = _descend(target.start, _DIR_FOLLOW, create, dir_mode)
     here = os.path.realpath("/" + "/".join(target.start))
     for name in target.parents:
-        if fd is None:
-            return None
         try:
             nxt, here = _step_checked(fd, here, name, target=target, create=create, mode=dir_mode)
         finally:
@@ -262,12 +286,10 @@ def _open_parent(target: _Target, *, create: bool, dir_mode: int = 0o700) -> int
     return fd
 
 
-def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> int | None:
+def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> int:
     """Open `/` then each of `names` with `flags`, closing every fd but the last."""
-    fd: int | None = os.open("/", _DIR_FOLLOW)
+    fd = os.open("/", _DIR_FOLLOW)
     for name in names:
-        if fd is None:
-            return None
         try:
             nxt = _open_or_make(fd, name, flags, create, dir_mode)
         finally:
@@ -276,13 +298,13 @@ def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> i
     return fd
 
 
-def _open_or_make(dfd: int, name: str, flags: int, create: bool, dir_mode: int) -> int | None:
-    """Open directory `name` in `dfd`; if missing, make it (`create`) or return None."""
+def _open_or_make(dfd: int, name: str, flags: int, create: bool, dir_mode: int) -> int:
+    """Open directory `name` in `dfd`, making it first when missing and `create`."""
     try:
         return os.open(name, flags, dir_fd=dfd)
     except FileNotFoundError:
         if not create:
-            return None
+            raise
     try:
         os.mkdir(name, dir_mode, dir_fd=dfd)
     except FileExistsError:
@@ -299,10 +321,10 @@ def _open_or_make(dfd: int, name: str, flags: int, create: bool, dir_mode: int) 
 
 def _step_checked(
     dfd: int, here: str, name: str, *, target: _Target, create: bool, mode: int
-) -> tuple[int | None, str]:
+) -> tuple[int, str]:
     """Open directory `name` in `dfd` (real path `here`), following a link only inward.
 
-    Returns the new fd (None when missing and not `create`) and its real path.
+    Returns the new fd and its real path.
     """
     try:
         return _open_or_make(dfd, name, _DIR_NOFOLLOW, create, mode), posixpath.join(here, name)

@@ -51,7 +51,7 @@ class TestAgainstDevServer:
             assert cleared.updated_at > meta.updated_at
             c.delete_secret("my token")
             assert c.list_secrets() == []
-            assert c.requests == 8
+            assert c.requests == 7
 
     def test_user_by_name_works_like_me(self, dev_server: DevServer) -> None:
         """`{user}` may be the username."""

@@ -95,7 +95,8 @@ def test_defaults_with_empty_env(home: Path, env: dict[str, str]) -> None:
 
 def test_home_falls_back_to_passwd(tmp_path: Path) -> None:
     """Without HOME, "~" means the passwd home directory."""
-    cfg = load_config(path=write(tmp_path / "c.toml", ""), env={})
+    env = {"CODER_CONFIG_DIR": str(tmp_path / "coder")}  # keep the real ~/.config out
+    cfg = load_config(path=write(tmp_path / "c.toml", ""), env=env)
     assert cfg.sync.home == pwd.getpwuid(os.getuid()).pw_dir
 
 
@@ -209,7 +210,7 @@ def test_every_key_is_parsed(tmp_path: Path, home: Path, env: dict[str, str]) ->
 
 
 def test_allowed_roots_expand_against_sync_home(tmp_path: Path, env: dict[str, str]) -> None:
-    """"~" in allowed_roots is sync.home, while "~" in state_dir stays the process home."""
+    """ "~" in allowed_roots is sync.home, while "~" in state_dir stays the process home."""
     path = write(
         tmp_path / "c.toml",
         '[sync]\nhome = "~/ws"\nallowed_roots = ["~", "~/.config"]\nstate_dir = "~/st"\n',
@@ -241,7 +242,7 @@ def test_allowed_roots_expand_against_sync_home(tmp_path: Path, env: dict[str, s
         (30, 30.0),
         (0.25, 0.25),
     ],
-    ids=lambda v: repr(v),
+    ids=repr,
 )
 def test_parse_duration_accepts(text: str | float, seconds: float) -> None:
     """Go-style durations, compounds and plain seconds all parse to float seconds."""
@@ -339,7 +340,11 @@ BAD = [
     ("interval-empty", '[sync]\ninterval = ""', "sync.interval"),
     ("interval-array", '[sync]\ninterval = ["1s"]', "sync.interval"),
     ("timeout-zero", '[coder]\ntimeout = "0ms"', "coder.timeout"),
-    ("backoff-inverted", '[sync]\nbackoff_initial = "2m"\nbackoff_max = "1m"', "sync.backoff_initial"),
+    (
+        "backoff-inverted",
+        '[sync]\nbackoff_initial = "2m"\nbackoff_max = "1m"',
+        "sync.backoff_initial",
+    ),
     ("backoff-initial-over-default", '[sync]\nbackoff_initial = "2m"', "sync.backoff_initial"),
     ("env-format-yaml", '[env_file]\nformat = "yaml"', "env_file.format"),
     ("source-vault", '[values]\nsource = "vault"', "values.source"),
@@ -502,7 +507,9 @@ def test_bad_coder_url_env_names_the_variable(env: dict[str, str]) -> None:
     assert (info.value.key, info.value.file) == ("CODER_URL", None)
 
 
-def test_session_token_env_beats_token_file(tmp_path: Path, home: Path, env: dict[str, str]) -> None:
+def test_session_token_env_beats_token_file(
+    tmp_path: Path, home: Path, env: dict[str, str]
+) -> None:
     """CODER_SESSION_TOKEN wins over any token file, which is then not used."""
     write(home / "tok", "file-token-value\n")
     path = write(tmp_path / "c.toml", '[coder]\ntoken_file = "~/tok"\n')
@@ -572,6 +579,30 @@ def test_overrides_use_the_same_validators(tmp_path: Path, env: dict[str, str]) 
     assert (s.interval, s.prune, s.jitter, s.file_mode) == (1.0, False, 0.2, 0o640)
     assert s.allowed_roots == (f"{env['HOME']}/only",)
     assert cfg.env_file.format is EnvFormat.JSON
+
+
+def test_relative_flag_paths_resolve_against_cwd(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path given as a flag is taken relative to the working directory, unlike the file's."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(env=env, overrides={"sync.state_dir": "st", "env_file.path": "./e.env"})
+    assert (cfg.sync.state_dir, cfg.env_file.path) == (f"{tmp_path}/st", f"{tmp_path}/e.env")
+
+
+def test_flag_that_breaks_backoff_pair_is_blamed(tmp_path: Path, env: dict[str, str]) -> None:
+    """backoff_initial > backoff_max names the key set in the higher layer."""
+    path = write(tmp_path / "c.toml", '[sync]\nbackoff_initial = "30s"\n')
+    with pytest.raises(ConfigError, match="longer than backoff_max") as info:
+        load_config(path=path, env=env, overrides={"sync.backoff_max": "10s"})
+    assert (info.value.key, info.value.file) == ("sync.backoff_max", None)
+
+
+def test_relative_coder_config_dir_is_an_error(env: dict[str, str]) -> None:
+    """CODER_CONFIG_DIR must be absolute (or start with ~/)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(env={**env, "CODER_CONFIG_DIR": "coderv2"})
+    assert info.value.key == "CODER_CONFIG_DIR"
 
 
 @pytest.mark.parametrize(

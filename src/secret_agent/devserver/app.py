@@ -28,11 +28,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from secret_agent.devserver.store import Store, StoredSecret, StoreError, User, unknown_user
+from secret_agent.devserver.records import StoredSecret, StoreError, User, unknown_user
+from secret_agent.devserver.store import Store
 
 VERSION: Final = "v2.33.0-devserver"
-TOKEN_HEADER: Final = "Coder-Session-Token"
-TOKEN_COOKIE: Final = "coder_session_token"  # also the query parameter's name
+TOKEN_HEADER: Final = "Coder-Session-Token"  # noqa: S105 - a header name
+# The cookie's name, and the query parameter's.
+TOKEN_COOKIE: Final = "coder_session_token"  # noqa: S105 - a cookie name
 MAX_BODY_BYTES: Final = 1 << 20
 SIGNED_OUT: Final = (
     "You are signed out or your session has expired. Please sign in again to continue."
@@ -270,13 +272,13 @@ class _Handlers:
         return JSONAnswer(secret_body(found, include_value=self.inline_values))
 
 
-async def _on_store_error(request: Request, exc: Exception) -> Response:
+async def _on_store_error(_request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StoreError):
         raise exc
     return JSONAnswer(error_body(exc), status_code=exc.status)
 
 
-async def _on_http_error(request: Request, exc: Exception) -> Response:
+async def _on_http_error(_request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):
         raise exc
     message = "Route not found." if exc.status_code == 404 else exc.detail

@@ -21,10 +21,12 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
+from secret_agent.devserver.records import StoredSecret, User
 from secret_agent.errors import ConfigError
 from secret_agent.redact import Secret
 
@@ -178,6 +180,39 @@ def read_store_file(path: StrPath, *, missing_ok: bool = False) -> list[SeedUser
     reader.keys(top, frozenset({"users"}), "")
     users = reader.expect(top.get("users", []), list, "users", "a list")
     return [reader.user(u, f"users[{i}]") for i, u in enumerate(users)]
+
+
+def document(
+    accounts: Iterable[tuple[User, Iterable[str], Iterable[StoredSecret]]],
+) -> dict[str, object]:
+    """The file format for `(user, tokens, secrets)` triples, values revealed.
+
+    Users and secrets are sorted, so an unchanged store writes identical bytes.
+    """
+    return {
+        "users": [
+            {
+                "username": user.username,
+                "id": user.id,
+                "tokens": list(tokens),
+                "secrets": [
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "value": s.value.reveal(),
+                        "description": s.description,
+                        "env_name": s.env_name,
+                        "file_path": s.file_path,
+                        "enabled": s.enabled,
+                        "created_at": s.created_at,
+                        "updated_at": s.updated_at,
+                    }
+                    for s in sorted(secrets, key=lambda s: s.name)
+                ],
+            }
+            for user, tokens, secrets in sorted(accounts, key=lambda a: a[0].username)
+        ]
+    }
 
 
 def write_store_file(path: StrPath, document: dict[str, object]) -> None:

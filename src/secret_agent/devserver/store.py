@@ -19,19 +19,22 @@ import secrets
 import string
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from secret_agent.devserver import persist, validation
-from secret_agent.errors import ConfigError, SecretAgentError, Validation
+from secret_agent.devserver.records import (
+    StoredSecret,
+    StoreError,
+    User,
+    not_found,
+    refused,
+    unknown_user,
+)
+from secret_agent.errors import ConfigError, Validation
 from secret_agent.redact import Secret
-
-NOT_FOUND_MESSAGE: Final = "Resource not found or you do not have access to this resource"
-UNKNOWN_USER_MESSAGE: Final = '"user" must be an existing uuid or username.'
-NO_FIELDS_MESSAGE: Final = "At least one field must be provided."
-VALIDATION_MESSAGE: Final = "Validation failed."
 
 Clock = Callable[[], datetime]
 
@@ -42,70 +45,6 @@ _TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
 # A token travels in a header, a cookie and a query string: printable ASCII, no space.
 _TOKEN_SHAPE: Final = re.compile(r"[!-~]+")
 _TICK: Final = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class User:
-    """A Coder user: its username (unique, case-insensitively) and UUID."""
-
-    username: str
-    id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredSecret:
-    """One user secret with its value; the value prints as `[redacted]`."""
-
-    id: str
-    name: str
-    value: Secret
-    description: str
-    env_name: str
-    file_path: str
-    enabled: bool
-    created_at: str
-    updated_at: str
-
-
-class StoreError(SecretAgentError):
-    """A refusal in Coder's error shape: HTTP status, message, detail, validations.
-
-    Raised by the store for Coder's rules, and by the app for its own door checks
-    (auth, unknown user), so every error answer goes through one path.
-    """
-
-    def __init__(
-        self,
-        *,
-        status: int,
-        message: str,
-        detail: str = "",
-        validations: Sequence[Validation] = (),
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.detail = detail
-        self.validations = tuple(validations)
-        text = message
-        if detail:
-            text += f" {detail}"
-        if self.validations:
-            text += " (" + "; ".join(f"{v.field}: {v.detail}" for v in self.validations) + ")"
-        super().__init__(text)
-
-
-def not_found() -> StoreError:
-    """Coder's deliberately vague 404."""
-    return StoreError(status=404, message=NOT_FOUND_MESSAGE)
-
-
-def unknown_user(query: str) -> StoreError:
-    """Coder's 400 for a `{user}` that is neither a known UUID nor a known username."""
-    return StoreError(status=400, message=UNKNOWN_USER_MESSAGE, detail=f"queried user={query!r}")
-
-
-def _refused(status: int, validations: Sequence[Validation]) -> StoreError:
-    return StoreError(status=status, message=VALIDATION_MESSAGE, validations=validations)
 
 
 def _utcnow() -> datetime:
@@ -219,6 +158,12 @@ class Store:
         with self._lock:
             return sorted((a.user for a in self._accounts.values()), key=lambda u: u.username)
 
+    def get_user(self, username: str) -> User | None:
+        """The user with this username (case-insensitive), or None."""
+        with self._lock:
+            account = self._accounts.get(username.lower())
+            return None if account is None else account.user
+
     def find_user(self, query: str) -> User | None:
         """The user `query` names, as Coder resolves `{user}`: a UUID, else a username.
 
@@ -230,8 +175,7 @@ class Store:
             if canonical is not None:
                 found = (a.user for a in self._accounts.values() if a.user.id == canonical)
                 return next(found, None)
-            account = self._accounts.get(query.lower())
-            return None if account is None else account.user
+            return self.get_user(query)
 
     def issue_token(self, username: str) -> str:
         """A new session token for the user, Coder-shaped: `<10 chars>-<24 chars>`.
@@ -344,29 +288,17 @@ class Store:
         """
         with self._mutation():
             account = self._account(username)
-            if all(f is None for f in (value, description, env_name, file_path, enabled)):
-                raise StoreError(status=400, message=NO_FIELDS_MESSAGE)
-            problems = validation.validate_update(
-                value=value, env_name=env_name, file_path=file_path
+            new = validation.patched(
+                account.secrets.get(name),
+                value=value,
+                description=description,
+                env_name=env_name,
+                file_path=file_path,
+                enabled=enabled,
             )
-            if problems:
-                raise _refused(400, problems)
-            old = account.secrets.get(name)
-            if old is None:
-                raise not_found()
-            new = replace(
-                old,
-                value=old.value if value is None else Secret(value),
-                description=old.description if description is None else description,
-                env_name=old.env_name if env_name is None else env_name,
-                file_path=old.file_path if file_path is None else file_path,
-                enabled=old.enabled if enabled is None else enabled,
-            )
-            if new.enabled and not new.env_name and not new.file_path:
-                detail = validation.TARGET_REQUIRED_DETAIL
-                raise _refused(400, [Validation("env_name", detail)])
-            self._check_limits(account, new)
-            self._check_unique(account, new, check_name=False)
+            others = [s for s in account.secrets.values() if s.id != new.id]
+            validation.check_limits(others, new)
+            validation.check_unique(others, new)
             new = replace(new, updated_at=persist.format_stamp(self._stamp()))
             account.secrets[name] = new
             return new
@@ -434,10 +366,10 @@ class Store:
             enabled=seed.enabled,
         )
         if problems:
-            raise _refused(400, problems)
+            raise refused(400, problems)
         secret_id = str(uuid.uuid4()) if seed.id is None else _canonical_uuid(seed.id)
         if secret_id is None:
-            raise _refused(400, [Validation("id", "must be a UUID")])
+            raise refused(400, [Validation("id", "must be a UUID")])
         now = self._stamp()
         created = self._observe(seed.created_at) if restore and seed.created_at else now
         updated = self._observe(seed.updated_at) if restore and seed.updated_at else now
@@ -452,31 +384,11 @@ class Store:
             created_at=persist.format_stamp(created),
             updated_at=persist.format_stamp(updated),
         )
-        self._check_limits(account, secret)
-        self._check_unique(account, secret, check_name=True)
+        others = list(account.secrets.values())
+        validation.check_limits(others, secret)
+        validation.check_unique(others, secret)
         account.secrets[secret.name] = secret
         return secret
-
-    def _check_limits(self, account: _Account, new: StoredSecret) -> None:
-        rows = [
-            (validation.utf8_len(s.value.reveal()), bool(s.env_name))
-            for s in account.secrets.values()
-            if s.id != new.id
-        ]
-        rows.append((validation.utf8_len(new.value.reveal()), bool(new.env_name)))
-        problem = validation.limit_problem(rows)
-        if problem is not None:
-            raise StoreError(status=400, message=problem[0], detail=problem[1])
-
-    def _check_unique(self, account: _Account, new: StoredSecret, *, check_name: bool) -> None:
-        # Postgres reports the first unique index violated, in creation order.
-        others = [s for s in account.secrets.values() if s.id != new.id]
-        if check_name and new.name in account.secrets:
-            raise _refused(409, [Validation("name", "name already in use")])
-        if new.env_name and any(s.env_name == new.env_name for s in others):
-            raise _refused(409, [Validation("env_name", "environment variable already in use")])
-        if new.file_path and any(s.file_path == new.file_path for s in others):
-            raise _refused(409, [Validation("file_path", "file path already in use")])
 
     def _load(self, path: str, *, missing_ok: bool) -> None:
         seeds = persist.read_store_file(path, missing_ok=missing_ok)
@@ -499,32 +411,6 @@ class Store:
                         where = f"{key}.secrets[{j}] ({secret.name!r})"
                         raise ConfigError(str(exc), key=where, file=path) from None
 
-    def _document(self) -> dict[str, object]:
-        return {
-            "users": [
-                {
-                    "username": a.user.username,
-                    "id": a.user.id,
-                    "tokens": list(a.tokens),
-                    "secrets": [
-                        {
-                            "id": s.id,
-                            "name": s.name,
-                            "value": s.value.reveal(),
-                            "description": s.description,
-                            "env_name": s.env_name,
-                            "file_path": s.file_path,
-                            "enabled": s.enabled,
-                            "created_at": s.created_at,
-                            "updated_at": s.updated_at,
-                        }
-                        for s in sorted(a.secrets.values(), key=lambda s: s.name)
-                    ],
-                }
-                for a in sorted(self._accounts.values(), key=lambda a: a.user.username)
-            ]
-        }
-
     @contextlib.contextmanager
     def _mutation(self) -> Iterator[None]:
         """Hold the lock for a change; persist it, or undo it if anything fails.
@@ -539,7 +425,12 @@ class Store:
             try:
                 yield
                 if outermost and self._persist_path is not None:
-                    persist.write_store_file(self._persist_path, self._document())
+                    persist.write_store_file(
+                        self._persist_path,
+                        persist.document(
+                            (a.user, a.tokens, a.secrets.values()) for a in self._accounts.values()
+                        ),
+                    )
             except BaseException:
                 if snapshot is not None:
                     self._accounts = snapshot

@@ -14,10 +14,19 @@ bytes and whether it contains NUL, so nothing here can print one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Final
 
+from secret_agent.devserver.records import (
+    NO_FIELDS_MESSAGE,
+    StoredSecret,
+    StoreError,
+    not_found,
+    refused,
+)
 from secret_agent.errors import Validation
+from secret_agent.redact import Secret
 
 MAX_VALUE_BYTES: Final = 24 * 1024
 MAX_ENV_NAME_BYTES: Final = 256
@@ -95,7 +104,10 @@ def env_name_problem(env_name: str) -> str | None:
         return f"environment variable name must not exceed {MAX_ENV_NAME_BYTES} bytes"
     if not _ENV_NAME.fullmatch(env_name):
         return "must start with a letter or underscore, followed by letters, digits, or underscores"
-    upper = env_name.upper()
+    return _reserved_problem(env_name.upper())
+
+
+def _reserved_problem(upper: str) -> str | None:
     if upper in RESERVED_ENV_NAMES:
         return f"{upper} is a reserved environment variable name"
     if upper == "CODER" or upper.startswith("CODER_"):
@@ -160,38 +172,95 @@ def validate_update(
     )
 
 
-def limit_problem(rows: Iterable[tuple[int, bool]]) -> tuple[str, str] | None:
-    """The `(message, detail)` Coder answers when a user's secrets exceed a cap, or None.
+def patched(
+    old: StoredSecret | None,
+    *,
+    value: str | None,
+    description: str | None,
+    env_name: str | None,
+    file_path: str | None,
+    enabled: bool | None,
+) -> StoredSecret:
+    """`old` with the PATCH fields applied (None = unchanged, "" = clear).
 
-    `rows` is every secret the user would have after the change, as
-    `(value_bytes, has_env_name)`. Checked in the trigger's order: count, total value
-    bytes, env-injected value bytes (a secret counts as env-injected when it has an
-    env_name, enabled or not, as in the trigger).
+    Refusals come in coderd's order: no field at all, a bad field, no such secret
+    (`old` is None), then an enabled secret left without a target. `updated_at` is
+    the caller's to set; caps and uniqueness are checked by the caller too.
+
+    Raises:
+        StoreError: 400 or 404 in Coder's words.
     """
-    count = total = env = 0
-    for size, has_env_name in rows:
-        count += 1
-        total += size
-        if has_env_name:
-            env += size
-    if count > MAX_SECRETS_PER_USER:
-        return (
-            "User secrets limit reached.",
-            f"Each user can have at most {MAX_SECRETS_PER_USER} secrets.",
+    if all(f is None for f in (value, description, env_name, file_path, enabled)):
+        raise StoreError(status=400, message=NO_FIELDS_MESSAGE)
+    problems = validate_update(value=value, env_name=env_name, file_path=file_path)
+    if problems:
+        raise refused(400, problems)
+    if old is None:
+        raise not_found()
+    new = replace(
+        old,
+        value=old.value if value is None else Secret(value),
+        description=old.description if description is None else description,
+        env_name=old.env_name if env_name is None else env_name,
+        file_path=old.file_path if file_path is None else file_path,
+        enabled=old.enabled if enabled is None else enabled,
+    )
+    if new.enabled and not new.env_name and not new.file_path:
+        raise refused(400, [Validation("env_name", TARGET_REQUIRED_DETAIL)])
+    return new
+
+
+def check_limits(others: Sequence[StoredSecret], new: StoredSecret) -> None:
+    """Refuse `new` when, with the user's `others`, it would exceed a per-user cap.
+
+    Checked in the trigger's order: count, total value bytes, env-injected value
+    bytes. A secret counts as env-injected when it has an env_name, enabled or not,
+    as in the trigger.
+
+    Raises:
+        StoreError: 400 with Coder's message and detail for the first cap exceeded.
+    """
+    everyone = [*others, new]
+    sizes = [(utf8_len(s.value.reveal()), bool(s.env_name)) for s in everyone]
+    total = sum(size for size, _ in sizes)
+    env = sum(size for size, has_env_name in sizes if has_env_name)
+    if len(everyone) > MAX_SECRETS_PER_USER:
+        raise StoreError(
+            status=400,
+            message="User secrets limit reached.",
+            detail=f"Each user can have at most {MAX_SECRETS_PER_USER} secrets.",
         )
     if total > MAX_TOTAL_VALUE_BYTES:
-        return (
-            "User secrets value-bytes limit reached.",
-            "Stored bytes of your secret values exceed the per-user budget "
+        raise StoreError(
+            status=400,
+            message="User secrets value-bytes limit reached.",
+            detail="Stored bytes of your secret values exceed the per-user budget "
             f"({MAX_TOTAL_VALUE_BYTES} bytes after encryption, if applicable). "
             "Reduce the size or number of your secrets.",
         )
     if env > MAX_ENV_VALUE_BYTES:
-        return (
-            "Environment-injected user secrets bytes limit reached.",
-            "Stored bytes of env-injected secret values exceed the per-user budget "
+        raise StoreError(
+            status=400,
+            message="Environment-injected user secrets bytes limit reached.",
+            detail="Stored bytes of env-injected secret values exceed the per-user budget "
             f"({MAX_ENV_VALUE_BYTES} bytes after encryption, if applicable). "
             "Reduce the size or number of env-injected secrets. If your deployment "
             "permits file path delivery, clear env_name and use file_path instead.",
         )
-    return None
+
+
+def check_unique(others: Sequence[StoredSecret], new: StoredSecret) -> None:
+    """Refuse `new` when one of the user's `others` has its name, env_name or file_path.
+
+    Empty env_name and file_path never collide. Only the first conflict is reported,
+    as Postgres reports the first unique index violated, in creation order.
+
+    Raises:
+        StoreError: 409 with Coder's validation for the conflicting field.
+    """
+    if any(s.name == new.name for s in others):
+        raise refused(409, [Validation("name", "name already in use")])
+    if new.env_name and any(s.env_name == new.env_name for s in others):
+        raise refused(409, [Validation("env_name", "environment variable already in use")])
+    if new.file_path and any(s.file_path == new.file_path for s in others):
+        raise refused(409, [Validation("file_path", "file path already in use")])

@@ -1,0 +1,42 @@
+"""A local Coder-compatible user-secrets server, for trying and testing the agent.
+
+`secret-agent dev-server` runs it (as `vault server -dev` does for Vault); tests use
+`ThreadedDevServer`. It speaks Coder's REST API for user secrets with Coder's rules
+and error bodies, and optionally returns values inline (Coder never does).
+
+No agent module but `cli` imports this package. starlette and uvicorn (the
+`secret-agent[devserver]` extra) are imported only when a server is built, so
+`create_app` is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from secret_agent.devserver.records import StoredSecret, StoreError, User
+from secret_agent.devserver.server import ThreadedDevServer, add_arguments, main, serve
+from secret_agent.devserver.store import Store
+
+if TYPE_CHECKING:
+    from secret_agent.devserver.app import create_app
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoredSecret",
+    "ThreadedDevServer",
+    "User",
+    "add_arguments",
+    "create_app",
+    "main",
+    "serve",
+]
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: `create_app` needs starlette, which the rest of the package does not.
+    if name == "create_app":
+        from secret_agent.devserver.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
