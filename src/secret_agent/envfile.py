@@ -1,11 +1,11 @@
-"""The generated env file: which names may go in it, and how each format writes a value.
+r"""The generated env file: which names may go in it, and how each format writes a value.
 
 Every format names its readers and is exact for them: what a reader gets back is byte
 for byte the value, or the variable is refused with an error that names the secret, the
 variable and the reason (never the value). A refused variable never stops the others.
 `render_env` is pure: it returns the whole file text (as a `Secret`), the names written
 and the refusals; `files` writes it. Entries are written sorted by name, one header
-comment first (none in json), ``\\n`` line ends, so unchanged secrets give identical
+comment first (none in json), ``\n`` line ends, so unchanged secrets give identical
 bytes and nothing is rewritten.
 
 Names (all formats)
@@ -27,16 +27,16 @@ carries it fail with E2BIG.
 * A value without ``'`` is written ``NAME='value'``: nothing inside single quotes is
   special to a shell (``$``, backticks, backslashes, newlines, CR are all literal), and
   systemd's ``EnvironmentFile=`` parser also takes single-quoted text verbatim.
-* A value with ``'`` is written ``NAME="value"`` with exactly ``\\ " $ ``` `` preceded by
-  a backslash; every other character, newlines included, is literal. Inside double quotes
-  POSIX shells treat those four as the only escapes (backslash-newline aside, which we
-  never emit), and systemd's parser unescapes exactly ``\\" \\\\ \\` \\$`` too
-  (``SHELL_NEED_ESCAPE``; systemd before v2xx dropped the backslash before *any*
-  character, which gives the same result for these four).
-* Why not the usual ``'it'\\''s'``: systemd does not concatenate that way. After a
-  closing ``'`` its parser goes back to "before value", reads ``\\'`` as a literal quote
+* A value with ``'`` is written ``NAME="value"`` with exactly four characters preceded
+  by a backslash: ``\``, ``"``, ``$`` and the backtick; every other character, newlines
+  included, is literal. Inside double quotes POSIX shells treat those four as the only
+  escapes (backslash-newline aside, which is never written), and systemd's parser
+  unescapes exactly these four too (``SHELL_NEED_ESCAPE``; older systemd releases dropped
+  the backslash before *any* character, which gives the same result for these four).
+* Why not the usual ``'it'\''s'``: systemd does not concatenate that way. After a
+  closing ``'`` its parser goes back to "before value", reads ``\'`` as a literal quote
   and then stays in *unquoted* mode, where the next ``'`` is literal and a newline ends
-  the assignment. So ``'it'\\''s'`` reads back as ``it''s'`` and a value such as
+  the assignment. So ``'it'\''s'`` reads back as ``it''s'`` and a value such as
   ``x'<newline>EVIL=1`` would define ``EVIL`` under systemd. (Checked against
   ``load_env_file`` of libsystemd-shared 252; the unit tests call it through ctypes.)
   The double-quoted form is exact for both, so posix is exact for shells *and* systemd
@@ -45,7 +45,7 @@ carries it fail with E2BIG.
 * Names that bash itself owns cannot be set by sourcing and are refused in posix only
   (`SHELL_SPECIAL_NAMES`): the read-only ones (``UID``, ``EUID``, ``PPID``,
   ``SHELLOPTS``, ``BASHOPTS``, ``BASH_VERSINFO``; assigning one is an error that makes
-  ``bash --posix``, i.e. ``/bin/sh`` on some distributions, stop reading the file) and the
+  ``bash --posix``, which is ``/bin/sh`` on some distributions, stop reading the file) and the
   dynamic ones whose value bash replaces (``RANDOM``, ``SECONDS``, ``LINENO``,
   ``OPTIND``, ``SHLVL``, ``_``, ...). The list was measured on bash 5.2 and dash 0.5.12.
   zsh has specials of its own (``status``, ``ARGC``, lower-case ``path``...); they are
@@ -55,42 +55,43 @@ carries it fail with E2BIG.
 ----------------------------------------------------------------------------------
 The two parsers share little. What each does with a quoted value:
 
-* python-dotenv 1.2 (``dotenv/parser.py``): ``'...'`` reads ``\\\\`` as ``\\`` and ``\\'``
-  as ``'``, any other ``\\x`` stays; ``"..."`` also decodes ``\\" \\n \\r \\t \\a \\b
-  \\f \\v``; a backslash always pairs with the next character, so ``\\`` right before the
+* python-dotenv 1.2 (``dotenv/parser.py``): ``'...'`` reads ``\\`` as ``\`` and ``\'``
+  as ``'``, any other ``\x`` stays; ``"..."`` also decodes ``\" \n \r \t \a \b
+  \f \v``; a backslash always pairs with the next character, so ``\`` right before the
   closing quote escapes it. Afterwards *every* value, single-quoted too, has
   ``${NAME}`` / ``${NAME:-default}`` replaced. The file is opened in text mode, so a raw
-  CR (or CRLF) inside quotes is read as a newline.
+  CR (or CRLF) inside quotes is read as a newline. (Releases before 1.2 paired only
+  ``\"`` and may misread a double-quoted value that ends in a backslash; not verified.)
 * compose-go v2 (``dotenv/parser.go`` as of v2.13, ``template/template.go``):
-  ``'...'`` is literal except that ``\\'`` is a quote and a backslash is kept but pairs
-  with the next character (``\\\\`` stays ``\\\\``; ``\\`` before the closing quote
-  escapes it); ``"..."`` turns ``\\"`` into ``"``, then decodes ``\\n \\r \\t \\\\ \\$``
-  (and ``\\a \\b \\f \\v \\0NNN``), then interpolates: ``$$`` is ``$``, ``$NAME`` and
+  ``'...'`` is literal except that ``\'`` is a quote and a backslash is kept but pairs
+  with the next character (``\\`` stays ``\\``; ``\`` before the closing quote
+  escapes it); ``"..."`` turns ``\"`` into ``"``, then decodes ``\n \r \t \\ \$``
+  (and ``\a \b \f \v \0NNN``), then interpolates: ``$$`` is ``$``, ``$NAME`` and
   ``${...}`` are substituted, and any other ``$`` is an "Invalid template" error that
   fails the whole file. Unquoted values are trimmed, cut at ``" #"`` and interpolated.
-  Not run here (no Go toolchain); read from the source, fairly confident for compose
-  v2.2x with compose-go v2; compose-go v1 (docker compose before ~2.20) stripped quotes
-  differently and is not a target.
+  Not run here (no Go toolchain): read from the source and checked through a port in
+  the tests. Older compose-go releases trimmed quote characters and did not unescape
+  ``\'``; they are not a target.
 
 So each value gets the first form that is exact for both:
 
-1. ``'value'`` when the value has no ``'``, no newline or CR, no ``\\\\``, and does not
-   end in ``\\`` (both read the text back verbatim, ``$`` included);
-2. ``"value"`` with ``\\`` -> ``\\\\``, ``"`` -> ``\\"``, newline -> ``\\n``, CR ->
-   ``\\r``, when the value has no ``$`` (compose interpolates ``$`` in double quotes and
-   python-dotenv keeps ``\\$`` as two characters, so no ``$`` survives both);
-3. ``'value'`` with ``'`` -> ``\\'`` and newlines kept raw, when the value has ``$``
-   (and ``'`` or a newline) but no CR, ``\\\\``, ``\\'`` and no trailing ``\\``;
+1. ``'value'`` when the value has no ``'``, no newline or CR, no ``\\``, and does not
+   end in ``\`` (both read the text back verbatim, ``$`` included);
+2. ``"value"`` with ``\`` -> ``\\``, ``"`` -> ``\"``, newline -> ``\n``, CR ->
+   ``\r``, when the value has no ``$`` (compose interpolates ``$`` in double quotes and
+   python-dotenv keeps ``\$`` as two characters, so no ``$`` survives both);
+3. ``'value'`` with ``'`` -> ``\'`` and newlines kept raw, when the value has ``$``
+   (and ``'`` or a newline) but no CR, ``\\``, ``\'`` and no trailing ``\``;
 
 (Form 2 is preferred for newlines so that a value stays on one line wherever it can:
 a naive line-based reader then cannot mistake part of it for another variable.)
 
 and everything else is refused: a value holding ``${...}`` (python-dotenv expands it in
-any quoting), or a ``$`` together with a CR, ``\\\\``, ``\\'`` or a trailing backslash.
+any quoting), or a ``$`` together with a CR, ``\\``, ``\'`` or a trailing backslash.
 
 ``systemd``: ``EnvironmentFile=`` only
 -------------------------------------
-``NAME="value"`` with ``\\`` -> ``\\\\`` and ``"`` -> ``\\"``; everything else literal,
+``NAME="value"`` with ``\`` -> ``\\`` and ``"`` -> ``\"``; everything else literal,
 newlines and CR included (systemd reads the file in binary and keeps raw newlines inside
 quotes; ``$`` and backticks are never expanded in ``EnvironmentFile=``). Exact for every
 value without NUL on systemd 252 (checked through libsystemd-shared). systemd before
@@ -100,7 +101,7 @@ v243 or so also dropped values holding control characters other than tab and new
 ``docker``: ``docker run --env-file``
 ------------------------------------
 ``NAME=value``, no quoting at all: docker/cli's ``parseKeyValueFile`` splits lines with
-``bufio.Scanner`` (at ``\\n``, dropping one CR before it), trims the left of the line
+``bufio.Scanner`` (at ``\n``, dropping one CR before it), trims the left of the line
 (the name, here) and passes everything after the first ``=`` through untouched, quotes
 and ``#`` included. Refused: newline and CR (they end or truncate the line), and a line
 of 64 KiB or more (the scanner's limit, which would fail the whole file). Checked with
@@ -309,9 +310,9 @@ def check_value(value: Secret, fmt: EnvFormat, *, secret: str, name: str) -> Non
         UnrepresentableValueError: the value holds NUL or is not UTF-8 text (any format),
             makes ``NAME=value`` longer than an environment string can be (all but json),
             or holds something `fmt` cannot carry: for docker a newline or CR, or a line
-            of 64 KiB or more; for dotenv ``${...}``, or ``$`` together with a CR, ``\\\\``,
-            ``\\'`` or a trailing backslash. The reason describes the problem and never
-            quotes the value.
+            of 64 KiB or more; for dotenv ``${...}``, or ``$`` together with a CR, two
+            backslashes in a row, a backslash before ``'``, or a trailing backslash.
+            The reason describes the problem and never quotes the value.
     """
     _render_value(value.reveal(), fmt, secret=secret, name=name)
 

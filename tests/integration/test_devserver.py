@@ -7,6 +7,7 @@ and an autouse fixture fails any test whose canaries reach captured output or lo
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -31,6 +32,7 @@ SIGNED_OUT = {
     "detail": "API key is invalid.",
 }
 NOT_FOUND = {"message": "Resource not found or you do not have access to this resource"}
+Canary = Callable[..., str]
 METADATA_KEYS = {
     "id", "name", "description", "env_name", "file_path", "enabled", "created_at", "updated_at",
 }  # fmt: skip
@@ -73,7 +75,7 @@ def canaries() -> list[str]:
 
 
 @pytest.fixture
-def canary(canaries: list[str]) -> Callable[[str], str]:
+def canary(canaries: list[str]) -> Canary:
     """Makes a distinctive value and remembers it for the leak check."""
 
     def make(label: str = "") -> str:
@@ -88,12 +90,19 @@ def canary(canaries: list[str]) -> Callable[[str], str]:
 def no_canary_in_output(
     canaries: list[str], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> Iterator[None]:
+    """Fails the test when one of its canaries reached stdout, stderr or a log record."""
     yield
     out, err = capfd.readouterr()
+    # At teardown `caplog.text` holds only teardown's records; the call's are kept apart.
+    logged = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''}"
+        for phase in ("setup", "call")
+        for r in caplog.get_records(phase)
+    )
     for value in canaries:
         assert value not in out
         assert value not in err
-        assert value not in caplog.text
+        assert value not in logged
 
 
 def _open_account(running: ThreadedDevServer) -> Iterator[Account]:
@@ -127,7 +136,7 @@ def _names(account: Account) -> list[str]:
 # -- round trips ----------------------------------------------------------------------
 
 
-def test_create_list_get_patch_delete_round_trip(account: Account, canary) -> None:
+def test_create_list_get_patch_delete_round_trip(account: Account, canary: Canary) -> None:
     """A secret goes through create, list, get, patch and delete with Coder's codes."""
     created = account.create(name="db", value=canary(), env_name="DB_PASSWORD")
     assert created.status_code == 201
@@ -159,7 +168,7 @@ def test_create_list_get_patch_delete_round_trip(account: Account, canary) -> No
 
 
 def test_list_is_sorted_by_name_and_never_carries_values(
-    inline_account: Account, canary
+    inline_account: Account, canary: Canary
 ) -> None:
     """The list is in name order and has no value, even with inline values on."""
     for name in ["zeta", "Alpha", "beta"]:
@@ -169,19 +178,21 @@ def test_list_is_sorted_by_name_and_never_carries_values(
     assert all(set(s) == METADATA_KEYS for s in listed)
 
 
-def test_inline_values_appear_only_on_get_by_name(inline_account: Account, canary) -> None:
+def test_inline_values_appear_only_on_get_by_name(inline_account: Account, canary: Canary) -> None:
     """With inline values, get-by-name carries the value; create and patch do not."""
     value = canary()
     created = inline_account.create(name="token", value=value, env_name="API_TOKEN")
     assert "value" not in created.json()
     assert inline_account.client.get(inline_account.secret_url("token")).json()["value"] == value
     rotated = canary("rotated-")
-    patched = inline_account.client.patch(inline_account.secret_url("token"), json={"value": rotated})
+    patched = inline_account.client.patch(
+        inline_account.secret_url("token"), json={"value": rotated}
+    )
     assert "value" not in patched.json()
     assert inline_account.client.get(inline_account.secret_url("token")).json()["value"] == rotated
 
 
-def test_without_inline_values_get_by_name_has_no_value(account: Account, canary) -> None:
+def test_without_inline_values_get_by_name_has_no_value(account: Account, canary: Canary) -> None:
     """Like Coder, the default server never returns a value."""
     value = canary()
     account.create(name="token", value=value, env_name="API_TOKEN")
@@ -195,7 +206,7 @@ def test_without_inline_values_get_by_name_has_no_value(account: Account, canary
     ["my secret", "100% done", "naïve ünïcode", "a+b=c", "semi;colon", "dots..."],
     ids=["space", "percent", "unicode", "plus-equals", "semicolon", "dots"],
 )
-def test_url_encoded_names_round_trip(account: Account, canary, name: str) -> None:
+def test_url_encoded_names_round_trip(account: Account, canary: Canary, name: str) -> None:
     """Names with spaces and other URL-special characters work percent-encoded."""
     assert account.create(name=name, value=canary(), env_name="X_SECRET").status_code == 201
     fetched = account.client.get(account.secret_url(name))
@@ -205,7 +216,9 @@ def test_url_encoded_names_round_trip(account: Account, canary, name: str) -> No
     assert _names(account) == []
 
 
-def test_secret_repr_never_shows_the_value(account: Account, server: ThreadedDevServer, canary):
+def test_secret_repr_never_shows_the_value(
+    account: Account, server: ThreadedDevServer, canary: Canary
+) -> None:
     """A StoredSecret and the store print `[redacted]` where the value would be."""
     value = canary()
     account.create(name="k", value=value, env_name="K_VALUE")
@@ -218,7 +231,9 @@ def test_secret_repr_never_shows_the_value(account: Account, server: ThreadedDev
 # -- validation -------------------------------------------------------------------------
 
 CODER_RESERVED = "environment variable names starting with CODER_ are reserved for internal use"
-BAD_ENV_SHAPE = "must start with a letter or underscore, followed by letters, digits, or underscores"
+BAD_ENV_SHAPE = (
+    "must start with a letter or underscore, followed by letters, digits, or underscores"
+)
 
 HOSTILE_CREATES = [
     ("reserved-PATH", {"env_name": "PATH"}, "env_name", "PATH is a reserved environment variable name"),
@@ -292,7 +307,9 @@ ACCEPTED_CREATES = [
 @pytest.mark.parametrize(
     "overrides", [row[1] for row in ACCEPTED_CREATES], ids=[row[0] for row in ACCEPTED_CREATES]
 )
-def test_create_accepts_the_edges_coder_accepts(account: Account, overrides: dict) -> None:
+def test_create_accepts_the_edges_coder_accepts(
+    account: Account, overrides: dict[str, object]
+) -> None:
     """Boundary values Coder allows are created."""
     fields = {"name": "s", "value": "canary-valid", "env_name": "GOOD_NAME", **overrides}
     response = account.create(**fields)
@@ -321,10 +338,12 @@ def test_create_reports_every_bad_field_at_once(account: Account) -> None:
     ids=["duplicate-name", "duplicate-env-name", "duplicate-file-path"],
 )
 def test_duplicates_conflict_with_409_naming_the_field(
-    account: Account, canary, second: dict[str, str], field: str, detail: str
+    account: Account, canary: Canary, second: dict[str, str], field: str, detail: str
 ) -> None:
     """A second secret with a used name, env_name or file_path gets Coder's 409."""
-    assert account.create(name="one", value=canary(), env_name="ONE_ENV", file_path="~/one").is_success
+    assert account.create(
+        name="one", value=canary(), env_name="ONE_ENV", file_path="~/one"
+    ).is_success
     response = account.create(value=canary(), **second)
     assert response.status_code == 409
     assert response.json() == {
@@ -335,7 +354,7 @@ def test_duplicates_conflict_with_409_naming_the_field(
 
 
 def test_empty_targets_never_conflict_and_env_names_are_case_sensitive(
-    account: Account, canary
+    account: Account, canary: Canary
 ) -> None:
     """Two file-only secrets share the empty env_name; TOKEN and token are distinct."""
     assert account.create(name="a", value=canary(), file_path="~/a").status_code == 201
@@ -345,11 +364,13 @@ def test_empty_targets_never_conflict_and_env_names_are_case_sensitive(
 
 
 def test_the_51st_secret_hits_the_count_limit(
-    account: Account, server: ThreadedDevServer, canary
+    account: Account, server: ThreadedDevServer, canary: Canary
 ) -> None:
     """A user holds at most 50 secrets; the 51st gets Coder's 400 limit message."""
     for i in range(50):
-        server.store.create_secret(account.username, name=f"s{i:02}", value=canary(), file_path=f"~/{i}")
+        server.store.create_secret(
+            account.username, name=f"s{i:02}", value=canary(), file_path=f"~/{i}"
+        )
     response = account.create(name="s50", value=canary(), file_path="~/50")
     assert response.status_code == 400
     assert response.json() == {
@@ -387,7 +408,7 @@ def test_env_injected_bytes_are_capped_at_24_kib_on_create_and_patch(account: Ac
 # -- PATCH semantics ----------------------------------------------------------------
 
 
-def test_patch_with_no_fields_is_refused(account: Account, canary) -> None:
+def test_patch_with_no_fields_is_refused(account: Account, canary: Canary) -> None:
     """An empty PATCH, or one with only nulls or a name, gets Coder's 400."""
     account.create(name="s", value=canary(), env_name="S_ENV")
     for body in [{}, {"value": None, "env_name": None}, {"name": "renamed"}]:
@@ -398,7 +419,7 @@ def test_patch_with_no_fields_is_refused(account: Account, canary) -> None:
 
 
 def test_patch_null_keeps_empty_string_clears_and_name_never_changes(
-    account: Account, canary
+    account: Account, canary: Canary
 ) -> None:
     """null leaves a field alone, "" clears it, and a `name` in the body is ignored."""
     account.create(name="s", value=canary(), env_name="S_ENV", file_path="~/s", description="d")
@@ -414,18 +435,24 @@ def test_patch_null_keeps_empty_string_clears_and_name_never_changes(
     assert _names(account) == ["s"]
 
 
-def test_patch_cannot_leave_an_enabled_secret_without_target(account: Account, canary) -> None:
+def test_patch_cannot_leave_an_enabled_secret_without_target(
+    account: Account, canary: Canary
+) -> None:
     """Clearing the only target of an enabled secret is refused; disabling it too is not."""
     account.create(name="s", value=canary(), env_name="S_ENV")
     refused = account.client.patch(account.secret_url("s"), json={"env_name": ""})
     assert refused.status_code == 400
-    assert refused.json()["validations"] == [{"field": "env_name", "detail": TARGET_REQUIRED_DETAIL}]
-    accepted = account.client.patch(account.secret_url("s"), json={"env_name": "", "enabled": False})
+    assert refused.json()["validations"] == [
+        {"field": "env_name", "detail": TARGET_REQUIRED_DETAIL}
+    ]
+    accepted = account.client.patch(
+        account.secret_url("s"), json={"env_name": "", "enabled": False}
+    )
     assert accepted.status_code == 200
     assert (accepted.json()["env_name"], accepted.json()["enabled"]) == ("", False)
 
 
-def test_patch_validates_fields_and_conflicts(account: Account, canary) -> None:
+def test_patch_validates_fields_and_conflicts(account: Account, canary: Canary) -> None:
     """PATCH applies the field rules and uniqueness, but accepts an empty value."""
     account.create(name="a", value=canary(), env_name="A_ENV")
     account.create(name="b", value=canary(), env_name="B_ENV")
@@ -451,7 +478,7 @@ def test_unknown_secret_is_404_for_get_patch_and_delete(account: Account) -> Non
         assert response.json() == NOT_FOUND
 
 
-def test_updated_at_strictly_increases_on_every_update(account: Account, canary) -> None:
+def test_updated_at_strictly_increases_on_every_update(account: Account, canary: Canary) -> None:
     """Back-to-back PATCHes each get a later updated_at; created_at never moves."""
     created = account.create(name="s", value=canary(), env_name="S_ENV").json()
     stamps = [created["updated_at"]]
@@ -460,11 +487,11 @@ def test_updated_at_strictly_increases_on_every_update(account: Account, canary)
         assert body["created_at"] == created["created_at"]
         stamps.append(body["updated_at"])
     parsed = [datetime.fromisoformat(s) for s in stamps]
-    assert all(a < b for a, b in zip(parsed, parsed[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(parsed))
     assert all(s.endswith("Z") and "." in s for s in stamps)
 
 
-def test_updated_at_increases_even_when_the_clock_stands_still(canary) -> None:
+def test_updated_at_increases_even_when_the_clock_stands_still(canary: Canary) -> None:
     """With a frozen clock, each write still gets a strictly later stamp."""
     frozen = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     store = Store(clock=lambda: frozen)
@@ -513,7 +540,9 @@ def test_missing_or_wrong_token_gets_401(server: ThreadedDevServer, account: Acc
     assert (revoked.status_code, revoked.json()) == (401, SIGNED_OUT)
 
 
-def test_token_is_also_accepted_as_cookie_and_query(server: ThreadedDevServer, account: Account):
+def test_token_is_also_accepted_as_cookie_and_query(
+    server: ThreadedDevServer, account: Account
+) -> None:
     """The session token works from the coder_session_token cookie and query parameter."""
     with httpx.Client(base_url=server.url, cookies={"coder_session_token": account.token}) as c:
         assert c.get(BASE.format(user="me")).status_code == 200
@@ -522,7 +551,7 @@ def test_token_is_also_accepted_as_cookie_and_query(server: ThreadedDevServer, a
         assert c.get(url, params={"coder_session_token": account.token}).status_code == 200
 
 
-def test_me_username_and_uuid_name_the_same_user(account: Account, canary) -> None:
+def test_me_username_and_uuid_name_the_same_user(account: Account, canary: Canary) -> None:
     """`me`, the username (any case) and the UUID (any case) resolve to the caller."""
     account.create(name="s", value=canary(), env_name="S_ENV")
     for user in ["me", account.username, account.username.upper(), account.id, account.id.upper()]:
@@ -542,7 +571,9 @@ def test_unknown_user_gets_400(account: Account) -> None:
         }
 
 
-def test_another_users_secrets_are_forbidden(account: Account, other: Account, canary) -> None:
+def test_another_users_secrets_are_forbidden(
+    account: Account, other: Account, canary: Canary
+) -> None:
     """A token cannot read or write someone else's secrets, by username or by UUID."""
     other.create(name="theirs", value=canary(), env_name="THEIRS")
     for user in [other.username, other.id]:
@@ -560,7 +591,9 @@ def test_another_users_secrets_are_forbidden(account: Account, other: Account, c
 # -- request log -------------------------------------------------------------------------
 
 
-def test_request_log_records_each_request_without_query(server: ThreadedDevServer, account):
+def test_request_log_records_each_request_without_query(
+    server: ThreadedDevServer, account: Account
+) -> None:
     """Each request adds exactly one (method, raw path) entry; the query is left out."""
     before = len(server.request_log)
     account.client.get(account.secrets_url(), params={"coder_session_token": account.token})
@@ -580,7 +613,7 @@ def _seed(tmp_path: Path, document: object, name: str = "seed.json") -> Path:
     return path
 
 
-def test_seed_file_loads_users_tokens_and_secrets(tmp_path: Path, canary) -> None:
+def test_seed_file_loads_users_tokens_and_secrets(tmp_path: Path, canary: Canary) -> None:
     """A seeded store serves the seeded secrets to the seeded token, values inline."""
     value = canary()
     user_id = str(uuid.uuid4())
@@ -609,9 +642,13 @@ def test_seed_file_loads_users_tokens_and_secrets(tmp_path: Path, canary) -> Non
         },
     )
     store = Store.from_seed(seed)
-    with ThreadedDevServer(store, inline_values=True) as running, httpx.Client(
-        base_url=running.url, headers={"Coder-Session-Token": "AbCdEfGhIj-0123456789abcdefghijklmn"}
-    ) as client:
+    with (
+        ThreadedDevServer(store, inline_values=True) as running,
+        httpx.Client(
+            base_url=running.url,
+            headers={"Coder-Session-Token": "AbCdEfGhIj-0123456789abcdefghijklmn"},
+        ) as client,
+    ):
         listed = client.get(BASE.format(user=user_id)).json()
         assert [s["name"] for s in listed] == ["a", "b"]
         assert listed[0]["updated_at"] == "2024-02-01T00:00:00.500000Z"
@@ -673,7 +710,7 @@ def test_missing_seed_file_is_a_config_error(tmp_path: Path) -> None:
 # -- persistence -------------------------------------------------------------------------
 
 
-def test_store_persists_across_instances(tmp_path: Path, canary) -> None:
+def test_store_persists_across_instances(tmp_path: Path, canary: Canary) -> None:
     """A second store on the same file sees the users, tokens, secrets and stamps."""
     path = tmp_path / "state" / "devserver.json"
     path.parent.mkdir()
@@ -703,7 +740,7 @@ def test_failed_persist_leaves_the_store_unchanged(tmp_path: Path) -> None:
     assert store.users() == []
 
 
-def test_store_errors_carry_coders_shape(canary) -> None:
+def test_store_errors_carry_coders_shape(canary: Canary) -> None:
     """Direct store calls raise StoreError with status, message and validations."""
     store = Store()
     store.add_user("developer")
@@ -716,7 +753,9 @@ def test_store_errors_carry_coders_shape(canary) -> None:
     ]
 
 
-def test_concurrent_creates_from_many_threads_all_land(account: Account, server, canary) -> None:
+def test_concurrent_creates_from_many_threads_all_land(
+    account: Account, server: ThreadedDevServer, canary: Canary
+) -> None:
     """Creates racing over HTTP and directly on the store are all kept, none lost."""
     values = [canary() for _ in range(16)]
     errors: list[BaseException] = []
@@ -724,10 +763,17 @@ def test_concurrent_creates_from_many_threads_all_land(account: Account, server,
     def create(i: int) -> None:
         try:
             if i % 2:
-                server.store.create_secret(account.username, name=f"s{i:02}", value=values[i], env_name=f"S{i}")
+                server.store.create_secret(
+                    account.username, name=f"s{i:02}", value=values[i], env_name=f"S{i}"
+                )
             else:
-                with httpx.Client(base_url=server.url, headers={"Coder-Session-Token": account.token}) as c:
-                    response = c.post(account.secrets_url(), json={"name": f"s{i:02}", "value": values[i], "env_name": f"S{i}"})
+                with httpx.Client(
+                    base_url=server.url, headers={"Coder-Session-Token": account.token}
+                ) as c:
+                    response = c.post(
+                        account.secrets_url(),
+                        json={"name": f"s{i:02}", "value": values[i], "env_name": f"S{i}"},
+                    )
                     assert response.status_code == 201
         except BaseException as exc:  # reported below, on the test's thread
             errors.append(exc)

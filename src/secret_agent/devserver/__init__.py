@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING
 from secret_agent.devserver.records import StoredSecret, StoreError, User
 from secret_agent.devserver.server import ThreadedDevServer, add_arguments, main, serve
 from secret_agent.devserver.store import Store
+from secret_agent.devserver.validation import CODER_LIMITS, Limits
 
 if TYPE_CHECKING:
     from secret_agent.devserver.app import create_app
 
 __all__ = [
+    "CODER_LIMITS",
+    "Limits",
     "Store",
     "StoreError",
     "StoredSecret",

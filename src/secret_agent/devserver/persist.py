@@ -34,6 +34,10 @@ StrPath = str | os.PathLike[str]
 
 _T = TypeVar("_T")
 
+# Far above any store Coder's caps allow (50 secrets x 200 KiB per user) for a few
+# hundred users, and a bound on what a mistaken path (a disk image) makes us read.
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+
 _USER_KEYS: Final = frozenset({"username", "id", "tokens", "secrets"})
 _SECRET_KEYS: Final = frozenset(
     {
@@ -164,13 +168,15 @@ def read_store_file(path: StrPath, *, missing_ok: bool = False) -> list[SeedUser
     reader = _Reader(os.fspath(path))
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         if missing_ok:
             return []
         raise reader.fail("", "no such file") from None
     except OSError as exc:
         raise reader.fail("", f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise reader.fail("", f"larger than {MAX_FILE_BYTES} bytes")
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -38,9 +38,6 @@ from secret_agent.redact import Secret
 
 Clock = Callable[[], datetime]
 
-# Coder's username rule (`codersdk.NameValid`): alphanumerics in dash-separated runs.
-_USERNAME: Final = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
-_MAX_USERNAME: Final = 32
 _TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
 # A token travels in a header, a cookie and a query string: printable ASCII, no space.
 _TOKEN_SHAPE: Final = re.compile(r"[!-~]+")
@@ -49,13 +46,6 @@ _TICK: Final = timedelta(microseconds=1)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _canonical_uuid(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
 
 
 @dataclass(slots=True)
@@ -86,7 +76,9 @@ class Store:
         *,
         persist_path: persist.StrPath | None = None,
         clock: Clock = _utcnow,
+        limits: validation.Limits = validation.CODER_LIMITS,
     ) -> None:
+        self._limits = limits
         self._lock = threading.RLock()
         self._accounts: dict[str, _Account] = {}
         self._last_stamp: datetime | None = None
@@ -134,14 +126,10 @@ class Store:
             ValueError: the username breaks Coder's rules or is taken, or the id is
                 not a UUID or is taken.
         """
-        if len(username) > _MAX_USERNAME or not _USERNAME.fullmatch(username):
-            raise ValueError(
-                f"invalid username {username!r}: use 1-{_MAX_USERNAME} letters, digits"
-                " and single dashes, not at either end"
-            )
-        if username.lower() == "me":
-            raise ValueError('"me" is reserved: it means the caller in every URL')
-        canonical = str(uuid.uuid4()) if user_id is None else _canonical_uuid(user_id)
+        problem = validation.username_problem(username)
+        if problem is not None:
+            raise ValueError(f"invalid username {username!r}: {problem}")
+        canonical = str(uuid.uuid4()) if user_id is None else validation.canonical_uuid(user_id)
         if canonical is None:
             raise ValueError(f"user id {user_id!r} is not a UUID")
         with self._mutation():
@@ -171,7 +159,7 @@ class Store:
         case-insensitively. `me` is the caller's business, not the store's.
         """
         with self._lock:
-            canonical = _canonical_uuid(query)
+            canonical = validation.canonical_uuid(query)
             if canonical is not None:
                 found = (a.user for a in self._accounts.values() if a.user.id == canonical)
                 return next(found, None)
@@ -297,7 +285,7 @@ class Store:
                 enabled=enabled,
             )
             others = [s for s in account.secrets.values() if s.id != new.id]
-            validation.check_limits(others, new)
+            validation.check_limits(others, new, self._limits)
             validation.check_unique(others, new)
             new = replace(new, updated_at=persist.format_stamp(self._stamp()))
             account.secrets[name] = new
@@ -367,7 +355,7 @@ class Store:
         )
         if problems:
             raise refused(400, problems)
-        secret_id = str(uuid.uuid4()) if seed.id is None else _canonical_uuid(seed.id)
+        secret_id = str(uuid.uuid4()) if seed.id is None else validation.canonical_uuid(seed.id)
         if secret_id is None:
             raise refused(400, [Validation("id", "must be a UUID")])
         now = self._stamp()
@@ -385,7 +373,7 @@ class Store:
             updated_at=persist.format_stamp(updated),
         )
         others = list(account.secrets.values())
-        validation.check_limits(others, secret)
+        validation.check_limits(others, secret, self._limits)
         validation.check_unique(others, secret)
         account.secrets[secret.name] = secret
         return secret

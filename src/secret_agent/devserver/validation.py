@@ -1,4 +1,4 @@
-"""Coder's rules for user secrets, as pure functions over plain fields.
+"""Coder's rules for user secrets: field checks, the PATCH merge, caps and uniqueness.
 
 The dev server must refuse exactly what Coder refuses, with the same field names and
 detail texts, so a client tested against it meets no surprise against Coder. The rules
@@ -7,15 +7,16 @@ the `enforce_user_secrets_per_user_limits` trigger (see
 `reference/coder-user-secrets-internals.md` §2). Lengths are counted in UTF-8 bytes,
 as Go's `len(string)` does.
 
-This module does no I/O and holds no state; it never sees more of a value than its
-bytes and whether it contains NUL, so nothing here can print one.
+This module does no I/O and holds no state. It looks at a value only for its size and
+for NUL, and no message it builds contains one.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 from secret_agent.devserver.records import (
@@ -34,6 +35,10 @@ MAX_FILE_PATH_BYTES: Final = 4096
 MAX_SECRETS_PER_USER: Final = 50
 MAX_TOTAL_VALUE_BYTES: Final = 200 * 1024
 MAX_ENV_VALUE_BYTES: Final = 24 * 1024
+
+# Coder's username rule (`codersdk.NameValid`): alphanumerics in dash-separated runs.
+_USERNAME: Final = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
+MAX_USERNAME_LENGTH: Final = 32
 
 # `fullmatch`, never `match` with `$`: Python's `$` also matches before a trailing
 # newline, which would let "FOO\n" through where Go's regexp refuses it.
@@ -69,6 +74,23 @@ TARGET_REQUIRED_DETAIL: Final = (
 def utf8_len(text: str) -> int:
     """Bytes `text` takes in UTF-8, as Go's `len` counts a string."""
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def canonical_uuid(text: str) -> str | None:
+    """`text` as a lower-case hyphenated UUID, or None when it is not a UUID."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def username_problem(username: str) -> str | None:
+    """Why Coder would refuse `username`, or None; `me` is refused as it names the caller."""
+    if len(username) > MAX_USERNAME_LENGTH or not _USERNAME.fullmatch(username):
+        return f"use 1-{MAX_USERNAME_LENGTH} letters, digits and single dashes, not at either end"
+    if username.lower() == "me":
+        return '"me" is reserved: it means the caller in every URL'
+    return None
 
 
 def name_problem(name: str) -> str | None:
@@ -210,7 +232,21 @@ def patched(
     return new
 
 
-def check_limits(others: Sequence[StoredSecret], new: StoredSecret) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Per-user caps; Coder's by default. Benchmarks raise them to test 1,000 secrets."""
+
+    max_secrets: int = MAX_SECRETS_PER_USER
+    max_total_value_bytes: int = MAX_TOTAL_VALUE_BYTES
+    max_env_value_bytes: int = MAX_ENV_VALUE_BYTES
+
+
+CODER_LIMITS: Final = Limits()
+
+
+def check_limits(
+    others: Sequence[StoredSecret], new: StoredSecret, limits: Limits = CODER_LIMITS
+) -> None:
     """Refuse `new` when, with the user's `others`, it would exceed a per-user cap.
 
     Checked in the trigger's order: count, total value bytes, env-injected value
@@ -224,26 +260,26 @@ def check_limits(others: Sequence[StoredSecret], new: StoredSecret) -> None:
     sizes = [(utf8_len(s.value.reveal()), bool(s.env_name)) for s in everyone]
     total = sum(size for size, _ in sizes)
     env = sum(size for size, has_env_name in sizes if has_env_name)
-    if len(everyone) > MAX_SECRETS_PER_USER:
+    if len(everyone) > limits.max_secrets:
         raise StoreError(
             status=400,
             message="User secrets limit reached.",
-            detail=f"Each user can have at most {MAX_SECRETS_PER_USER} secrets.",
+            detail=f"Each user can have at most {limits.max_secrets} secrets.",
         )
-    if total > MAX_TOTAL_VALUE_BYTES:
+    if total > limits.max_total_value_bytes:
         raise StoreError(
             status=400,
             message="User secrets value-bytes limit reached.",
             detail="Stored bytes of your secret values exceed the per-user budget "
-            f"({MAX_TOTAL_VALUE_BYTES} bytes after encryption, if applicable). "
+            f"({limits.max_total_value_bytes} bytes after encryption, if applicable). "
             "Reduce the size or number of your secrets.",
         )
-    if env > MAX_ENV_VALUE_BYTES:
+    if env > limits.max_env_value_bytes:
         raise StoreError(
             status=400,
             message="Environment-injected user secrets bytes limit reached.",
             detail="Stored bytes of env-injected secret values exceed the per-user budget "
-            f"({MAX_ENV_VALUE_BYTES} bytes after encryption, if applicable). "
+            f"({limits.max_env_value_bytes} bytes after encryption, if applicable). "
             "Reduce the size or number of env-injected secrets. If your deployment "
             "permits file path delivery, clear env_name and use file_path instead.",
         )
