@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(check)
 
+    status = sub.add_parser("status", help="what the running daemon last did (never a value)")
+    _add_config_flags(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
     dev = sub.add_parser("dev-server", help="a local Coder-compatible server for trying the agent")
     try:
         from secret_agent.devserver.server import add_arguments
@@ -158,11 +162,15 @@ def main(
         if args.command == "run":
             from secret_agent.daemon import cmd_run
 
-            return cmd_run(load(args), once=args.once)
+            return cmd_run(load(args), once=args.once, load=lambda: load(args))
         if args.command == "check":
             from secret_agent.check import cmd_check
 
             return cmd_check(load(args), out=out)
+        if args.command == "status":
+            from secret_agent.status import cmd_status
+
+            return cmd_status(load(args), as_json=args.json, out=out)
         from secret_agent.devserver.server import main as devserver_main
 
         return devserver_main(args, out)

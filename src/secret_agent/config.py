@@ -18,29 +18,47 @@ here" in any layer, so a copied example file does not hide what `coder login` wr
 (wherever `CODER_CONFIG_DIR` puts it). The environment is a `Mapping` parameter: this module
 never reads `os.environ`. It does no HTTP and knows no secret values beyond the Coder
 tokens, which become `Secret`s and are registered with `redact.known_values` at once.
+
+This module owns the records, which key has which type and default, where each layer is
+read from and which wins. How one raw value is parsed and checked (durations, modes,
+URLs, paths and ``~``, tokens) is `configtype`'s; `parse_duration` is re-exported here.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import pwd
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
 
+from secret_agent import configtype
+from secret_agent.configtype import MAX_DURATION, Parser, Where, parse_duration
 from secret_agent.errors import ConfigError
 from secret_agent.model import EnvFormat, SourceKind
-from secret_agent.redact import Secret, known_values
+from secret_agent.redact import Secret
+
+__all__ = [
+    "DEFAULTS",
+    "MAX_CONFIG_BYTES",
+    "MAX_DURATION",
+    "MAX_TOKEN_BYTES",
+    "CoderConfig",
+    "Config",
+    "EnvFileConfig",
+    "LogConfig",
+    "SyncConfig",
+    "ValuesConfig",
+    "default_config_path",
+    "load_config",
+    "parse_duration",
+]
 
 MAX_TOKEN_BYTES: Final = 64 * 1024
 MAX_CONFIG_BYTES: Final = 1024 * 1024
-MAX_DURATION: Final = 30 * 24 * 3600.0  # a sanity cap: longer is surely a typo
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,237 +128,41 @@ class Config:
 
 
 @dataclass(frozen=True, slots=True)
-class _Where:
-    """Where a raw value came from, for errors; `text` allows "30"/"true" for numbers."""
-
-    key: str  # the dotted key, or the environment variable's name
-    file: str | None
-    text: bool = False
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(message, key=self.key, file=self.file)
-
-
-@dataclass(frozen=True, slots=True)
 class _Setting:
     """One validated value in the layering, with where it came from."""
 
     value: object
-    where: _Where
+    where: Where
     layer: str  # one of _LAYERS
 
 
 _LAYERS: Final = ("default", "login", "file", "env", "flag")
 
 
-_Parser = Callable[[object, "_Where"], object]
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION: Final = re.compile(rf"(?:{_DURATION_PART.pattern})+")
-_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SECONDS: Final = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_USER: Final = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
-_ENV_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
-_TRUE: Final = frozenset({"true", "yes", "on", "1"})
-_FALSE: Final = frozenset({"false", "no", "off", "0"})
-
-
-def _kind(value: object) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
-    return {**names, list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def parse_duration(text: str | int | float, *, key: str, file: str | None = None) -> float:
-    """Seconds from "500ms", "30s", "5m", "1h", "1m30s", "30" or a number of seconds.
-
-    Zero is allowed here (callers that need more say so); negative, NaN, infinite and
-    longer than `MAX_DURATION` are not.
-
-    Raises:
-        ConfigError: naming `key` and `file`, when `text` is not such a duration.
-    """
-    where = _Where(key, file)
-    if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise where.error(f"must be a duration such as '30s' or a number, not {_kind(text)}")
-    seconds: float
-    if isinstance(text, str):
-        spec = text.strip()
-        if spec.startswith("-"):
-            raise where.error(f"duration {text!r} must not be negative")
-        if _DURATION.fullmatch(spec):
-            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(spec))
-        elif _SECONDS.fullmatch(spec):
-            seconds = float(spec)
-        else:
-            raise where.error(
-                f"invalid duration {text!r}; use e.g. '500ms', '30s', '5m', '1h', '1m30s'"
-                " or a number of seconds"
-            )
-    else:
-        seconds = float(min(text, MAX_DURATION + 1))  # min: a huge int cannot overflow float
-    if not math.isfinite(seconds) or seconds < 0:
-        raise where.error(f"duration {text!r} must be a finite number of seconds >= 0")
-    if seconds > MAX_DURATION:
-        raise where.error(f"duration {text!r} is longer than 30 days")
-    return seconds
-
-
-def _string(value: object, where: _Where) -> str:
-    if not isinstance(value, str):
-        raise where.error(f"must be a string, not {_kind(value)}")
-    if "\0" in value:
-        raise where.error("must not contain a NUL byte")
-    return value
-
-
-def _url(value: object, where: _Where) -> str:
-    text = _string(value, where).strip()
-    if not text:
-        return ""
-    shown = "" if "@" in text else f" {text!r}"  # userinfo may hold a password
-    try:
-        parts = urlsplit(text)
-        _ = parts.port  # raises on a port that is not a number in range
-    except ValueError:
-        raise where.error(f"URL{shown} must be http(s)://host[:port][/path]") from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.username is not None
-        or parts.query
-        or parts.fragment
-        or any(c.isspace() or ord(c) < 32 for c in text)
-    ):
-        raise where.error(f"URL{shown} must be http(s)://host[:port][/path]")
-    return text.rstrip("/")
-
-
-def _user(value: object, where: _Where) -> str:
-    text = _string(value, where)
-    if len(text) > 64 or not _USER.fullmatch(text):
-        raise where.error(f"{text!r} is not 'me', a username or a user ID")
-    return text
-
-
-def _positive_duration(value: object, where: _Where) -> float:
-    seconds = parse_duration(cast(str, value), key=where.key, file=where.file)
-    if seconds <= 0:
-        raise where.error(f"duration {value!r} must be greater than zero")
-    return seconds
-
-
-def _jitter(value: object, where: _Where) -> float:
-    if where.text and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise where.error(f"must be a number in [0, 1), not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise where.error(f"must be a number in [0, 1), not {_kind(value)}")
-    if not 0 <= value < 1:  # also false for NaN
-        raise where.error(f"must be a number in [0, 1), not {value!r}")
-    return float(value)
-
-
-def _bool(value: object, where: _Where) -> bool:
-    if where.text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if not isinstance(value, bool):
-        raise where.error(f"must be true or false, not {_kind(value)}")
-    return value
-
-
-def _mode(directory: bool) -> _Parser:
-    def parse(value: object, where: _Where) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            mode = value
-        elif isinstance(value, str) and re.fullmatch(r"(?:0o)?[0-7]{1,4}", value.strip()):
-            mode = int(value.strip().removeprefix("0o"), 8)
-        else:
-            shown = repr(value) if isinstance(value, str) else _kind(value)
-            raise where.error(f"mode must be octal digits such as '0600', not {shown}")
-        if not 0 <= mode <= 0o777:
-            raise where.error(f"mode {value!r} has bits outside 0777")
-        if mode & 0o022:
-            raise where.error(f"mode {mode:04o} lets group or others write")
-        need = 0o700 if directory else 0o400
-        if mode & need != need:
-            raise where.error(f"mode {mode:04o} must include {need:04o} for the owner")
-        return mode
-
-    return parse
-
-
-def _enum(choices: tuple[str, ...], make: Callable[[str], object] = str) -> _Parser:
-    def parse(value: object, where: _Where) -> object:
-        text = _string(value, where).strip().lower()
-        if text not in choices:
-            raise where.error(f"{value!r} is not one of {' | '.join(choices)}")
-        return make(text)
-
-    return parse
-
-
-def _path(allow_empty: bool) -> _Parser:
-    def parse(value: object, where: _Where) -> object:
-        text = _string(value, where)
-        if text == "" and allow_empty:
-            return ""
-        if where.text and text and not text.startswith("~"):
-            return os.path.abspath(text)  # a flag: relative to the working directory
-        if not (text == "~" or text.startswith("~/") or os.path.isabs(text)):
-            raise where.error(f"path {text!r} must be absolute or start with '~/'")
-        return text
-
-    return parse
-
-
-def _strings(value: object, where: _Where) -> tuple[str, ...]:
-    if where.text and isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple):
-        raise where.error(f"must be an array of strings, not {_kind(value)}")
-    return tuple(_string(item, where) for item in value)
-
-
-def _roots(value: object, where: _Where) -> tuple[str, ...]:
-    roots = tuple(cast(str, _path(False)(item, where)) for item in _strings(value, where))
-    if not roots:
-        raise where.error("must name at least one root")
-    return roots
-
-
-def _allow_reserved(value: object, where: _Where) -> tuple[str, ...]:
-    names = _strings(value, where)
-    for name in names:
-        if not _ENV_PATTERN.fullmatch(name):
-            raise where.error(f"{name!r} is not an env name or a 'PREFIX_*' pattern")
-    return tuple(dict.fromkeys(names))
-
-
 # Every key, its default (raw TOML, parsed like the file) and its validator: the one
 # place defaults are written. The example file is tested against DEFAULTS.
-_KEYS: Final[Mapping[str, tuple[object, _Parser]]] = {
-    "coder.url": ("", _url),
-    "coder.token_file": ("~/.config/coderv2/session", _path(allow_empty=True)),
-    "coder.user": ("me", _user),
-    "coder.timeout": ("10s", _positive_duration),
-    "coder.ca_file": ("", _path(allow_empty=True)),
-    "values.source": ("auto", _enum(tuple(SourceKind), SourceKind)),
-    "sync.interval": ("30s", _positive_duration),
-    "sync.jitter": (0.1, _jitter),
-    "sync.backoff_initial": ("1s", _positive_duration),
-    "sync.backoff_max": ("60s", _positive_duration),
-    "sync.home": ("~", _path(allow_empty=False)),
-    "sync.allowed_roots": (("~",), _roots),
-    "sync.file_mode": ("0600", _mode(directory=False)),
-    "sync.dir_mode": ("0700", _mode(directory=True)),
-    "sync.prune": (True, _bool),
-    "sync.state_dir": ("~/.local/state/secret-agent", _path(allow_empty=False)),
-    "env_file.path": ("~/.config/secret-agent/secrets.env", _path(allow_empty=True)),
-    "env_file.format": ("posix", _enum(tuple(EnvFormat), EnvFormat)),
-    "env_file.allow_reserved": ((), _allow_reserved),
-    "log.level": ("info", _enum(("debug", "info", "warning", "error"))),
-    "log.format": ("auto", _enum(("auto", "console", "json"))),
+_KEYS: Final[Mapping[str, tuple[object, Parser]]] = {
+    "coder.url": ("", configtype.url),
+    "coder.token_file": ("~/.config/coderv2/session", configtype.path(allow_empty=True)),
+    "coder.user": ("me", configtype.user),
+    "coder.timeout": ("10s", configtype.positive_duration),
+    "coder.ca_file": ("", configtype.path(allow_empty=True)),
+    "values.source": ("auto", configtype.enum(tuple(SourceKind), SourceKind)),
+    "sync.interval": ("30s", configtype.positive_duration),
+    "sync.jitter": (0.1, configtype.jitter),
+    "sync.backoff_initial": ("1s", configtype.positive_duration),
+    "sync.backoff_max": ("60s", configtype.positive_duration),
+    "sync.home": ("~", configtype.path(allow_empty=False)),
+    "sync.allowed_roots": (("~",), configtype.roots),
+    "sync.file_mode": ("0600", configtype.mode(directory=False)),
+    "sync.dir_mode": ("0700", configtype.mode(directory=True)),
+    "sync.prune": (True, configtype.boolean),
+    "sync.state_dir": ("~/.local/state/secret-agent", configtype.path(allow_empty=False)),
+    "env_file.path": ("~/.config/secret-agent/secrets.env", configtype.path(allow_empty=True)),
+    "env_file.format": ("posix", configtype.enum(tuple(EnvFormat), EnvFormat)),
+    "env_file.allow_reserved": ((), configtype.allow_reserved),
+    "log.level": ("info", configtype.enum(("debug", "info", "warning", "error"))),
+    "log.format": ("auto", configtype.enum(("auto", "console", "json"))),
 }
 DEFAULTS: Final[Mapping[str, object]] = MappingProxyType({k: d for k, (d, _) in _KEYS.items()})
 # Values that mean "the Coder CLI's own", so a copied example file hides nothing.
@@ -367,14 +189,6 @@ def _home(env: Mapping[str, str]) -> str:
         raise ConfigError("cannot tell the home directory: set HOME", key="HOME") from None
 
 
-def _expand(path: str, home: str) -> str:
-    if not path:
-        return ""
-    if path == "~" or path.startswith("~/"):
-        path = os.path.join(home, path[2:])
-    return os.path.normpath(path)
-
-
 def _xdg_config_home(env: Mapping[str, str], home: str) -> str:
     xdg = env.get("XDG_CONFIG_HOME", "")
     return xdg if os.path.isabs(xdg) else os.path.join(home, ".config")  # relative: ignored
@@ -393,8 +207,8 @@ def _coder_dir(env: Mapping[str, str], home: str) -> str:
     configured = env.get("CODER_CONFIG_DIR", "")
     if not configured:
         return os.path.join(_xdg_config_home(env, home), "coderv2")
-    checked = _path(allow_empty=False)(configured, _Where("CODER_CONFIG_DIR", None))
-    return _expand(cast(str, checked), home)
+    checked = configtype.path(allow_empty=False)(configured, Where("CODER_CONFIG_DIR", None))
+    return configtype.expand(cast(str, checked), home)
 
 
 def _read_small(path: str, *, limit: int, key: str | None) -> str | None:
@@ -437,28 +251,16 @@ def _read_toml(path: str, *, explicit: bool) -> dict[str, object] | None:
     return flat
 
 
-def _layer(
-    merged: dict[str, _Setting], raw: Mapping[str, object], where: _Where, name: str
-) -> None:
+def _layer(merged: dict[str, _Setting], raw: Mapping[str, object], where: Where, name: str) -> None:
     """Validate `raw` (dotted keys) and lay it over `merged`."""
     for key, value in raw.items():
         if key not in _KEYS:
             raise _unknown(key, where.file)
-        at = _Where(where.key or key, where.file, where.text)
+        at = Where(where.key or key, where.file, where.text)
         parsed = _KEYS[key][1](value, at)
         if name != "default" and _FALL_THROUGH.get(key) == parsed:
             continue  # "not set here": the `coder login` layer below still counts
         merged[key] = _Setting(parsed, at, name)
-
-
-def _token(text: str, *, key: str, file: str | None) -> Secret | None:
-    token = text.strip()
-    known_values.add([token])
-    if not token:
-        return None
-    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
-        raise ConfigError("the token holds spaces or characters a token cannot", key=key, file=file)
-    return Secret(token)
 
 
 def _session_token(
@@ -466,14 +268,15 @@ def _session_token(
 ) -> tuple[Secret | None, str]:
     """The session token and the file it came from ("" for the environment or none)."""
     if env.get("CODER_SESSION_TOKEN", "").strip():
-        return _token(env["CODER_SESSION_TOKEN"], key="CODER_SESSION_TOKEN", file=None), ""
-    token_file = _expand(cast(str, setting.value), home)
+        variable = "CODER_SESSION_TOKEN"
+        return configtype.token(env[variable], key=variable, file=None), ""
+    token_file = configtype.expand(cast(str, setting.value), home)
     if not token_file:
         return None, ""
     text = _read_small(token_file, limit=MAX_TOKEN_BYTES, key="coder.token_file")
     if text is None and setting.layer not in ("default", "login") and token_file != login:
         raise setting.where.error(f"token file {token_file} not found")
-    return _token(text or "", key="coder.token_file", file=token_file), token_file
+    return configtype.token(text or "", key="coder.token_file", file=token_file), token_file
 
 
 def _build(
@@ -482,8 +285,8 @@ def _build(
     """Flat dotted-key values, expanded and cross-checked, plus the tokens."""
     v: dict[str, Any] = {key: s.value for key, s in merged.items()}
     for key in ("coder.ca_file", "sync.home", "sync.state_dir", "env_file.path"):
-        v[key] = _expand(v[key], home)  # "~" is the process's home...
-    roots = (_expand(r, v["sync.home"]) for r in v["sync.allowed_roots"])
+        v[key] = configtype.expand(v[key], home)  # "~" is the process's home...
+    roots = (configtype.expand(r, v["sync.home"]) for r in v["sync.allowed_roots"])
     v["sync.allowed_roots"] = tuple(dict.fromkeys(roots))  # ...but sync.home for the roots
     initial, cap = merged["sync.backoff_initial"], merged["sync.backoff_max"]
     if v["sync.backoff_initial"] > v["sync.backoff_max"]:
@@ -497,9 +300,11 @@ def _build(
     v["coder.token"], v["coder.token_file"] = _session_token(
         merged["coder.token_file"], env, home, login
     )
-    v["coder.agent_url"] = _url(env.get("CODER_AGENT_URL", ""), _Where("CODER_AGENT_URL", None))
+    v["coder.agent_url"] = configtype.url(
+        env.get("CODER_AGENT_URL", ""), Where("CODER_AGENT_URL", None)
+    )
     agent = env.get("CODER_AGENT_TOKEN", "")
-    v["coder.agent_token"] = _token(agent, key="CODER_AGENT_TOKEN", file=None)
+    v["coder.agent_token"] = configtype.token(agent, key="CODER_AGENT_TOKEN", file=None)
     return v
 
 
@@ -521,24 +326,24 @@ def load_config(
     """
     home = _home(env)
     merged: dict[str, _Setting] = {}
-    _layer(merged, DEFAULTS, _Where("", None), "default")
+    _layer(merged, DEFAULTS, Where("", None), "default")
 
     coder_dir = _coder_dir(env, home)
     login_session = os.path.join(coder_dir, "session")
     url_file = os.path.join(coder_dir, "url")
     login_url = _read_small(url_file, limit=MAX_CONFIG_BYTES, key="coder.url")
-    _layer(merged, {"coder.url": (login_url or "").strip()}, _Where("", url_file), "login")
-    _layer(merged, {"coder.token_file": login_session}, _Where("", None), "login")
+    _layer(merged, {"coder.url": (login_url or "").strip()}, Where("", url_file), "login")
+    _layer(merged, {"coder.token_file": login_session}, Where("", None), "login")
 
     explicit = path if path is not None else env.get("SECRET_AGENT_CONFIG") or None
     source = os.path.abspath(explicit) if explicit is not None else default_config_path(env)
     doc = _read_toml(source, explicit=explicit is not None)
     if doc is not None:
-        _layer(merged, doc, _Where("", source), "file")
+        _layer(merged, doc, Where("", source), "file")
 
     if "CODER_URL" in env:
-        _layer(merged, {"coder.url": env["CODER_URL"]}, _Where("CODER_URL", None, True), "env")
-    _layer(merged, overrides or {}, _Where("", None, text=True), "flag")
+        _layer(merged, {"coder.url": env["CODER_URL"]}, Where("CODER_URL", None, True), "env")
+    _layer(merged, overrides or {}, Where("", None, text=True), "flag")
 
     v = _build(merged, env, home, login_session)
 

@@ -1,19 +1,56 @@
-"""`secret-agent run`: sync once (`--once`) or keep syncing (the daemon).
+"""`secret-agent run`: the daemon, and `run --once`.
 
-Composes config, logging, one pass and its report, and turns the pass's result into
-an exit code. Holds no policy a pure module could hold.
+One asyncio program with four tasks in one TaskGroup:
+- the poller: a pass every `interval` +/- jitter; failures retry through tenacity
+  with full-jitter backoff, `Retry-After` as a floor, and no attempt limit;
+- the watcher: watchfiles on the directories of what we deliver and of the config
+  and token files; a target changed or removed by someone else is restored from the
+  snapshot (no network), a changed config or token file is reloaded;
+- the watchdog: `WATCHDOG=1` at half of `WATCHDOG_USEC`, from the loop itself, so a
+  wedged loop stops the pings;
+- the main body: waits for SIGTERM/SIGINT, then stops cleanly.
+
+Passes run in a worker thread (httpx and file I/O block). A pass enters the `_Gate`
+before planning: once stopping, no new apply starts, and stopping waits for an
+apply in progress, so SIGTERM never leaves a half-done write. A fetch in flight is
+simply abandoned (it has touched nothing).
+
+Signal handlers only set events; the work happens in the tasks. Nothing on disk is
+ever changed because of an error: a failed pass leaves the last applied state.
 """
 
 from __future__ import annotations
 
-from secret_agent import logs
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
+
+from secret_agent import __version__, logs, notify
+from secret_agent.coder import CoderClient
 from secret_agent.config import Config
-from secret_agent.errors import ConfigError
-from secret_agent.report import log_report
-from secret_agent.sync import make_client, run_pass
+from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
+from secret_agent.model import FileState, SyncReport
+from secret_agent.report import log_report, log_restore
+from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
+from secret_agent.state import SecretStatus, Status, now_iso, write_status
+from secret_agent.sync import make_client, restore_pass, run_pass
+from secret_agent.watch import Reaction, WatchSet, classify, watch_set
+
+log = structlog.get_logger("secret_agent")
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
+RESTORE_CHECK_DELAY = 0.25
 
 
 def run_once(config: Config) -> int:
@@ -29,10 +66,370 @@ def run_once(config: Config) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
-def cmd_run(config: Config, *, once: bool) -> int:
+def cmd_run(config: Config, *, once: bool, load: Callable[[], Config]) -> int:
     logs.configure(level=config.log.level, fmt=config.log.format)
-    if not once:
-        # The long-running daemon (polling, backoff, signals, systemd notify) is the
-        # next piece of work; until it lands, say so rather than pretend.
-        raise ConfigError("the long-running daemon is not built yet; use `run --once`")
-    return run_once(config)
+    if once:
+        return run_once(config)
+    make_client(config).close()  # fail fast on a missing URL or credentials
+    return asyncio.run(Daemon(config, load=load, env=os.environ).run())
+
+
+class _Stopping(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the gate inside a pass thread once the daemon is stopping."""
+
+
+class _Gate:
+    """Serialises applies, and closes for good when the daemon stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self._closed:
+            self._lock.release()
+            raise _Stopping
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def close(self) -> None:
+        """Wait for an apply in progress to end; no apply starts afterwards."""
+        with self._lock:
+            self._closed = True
+
+
+class Daemon:
+    """The long-running `run`; `run()` returns the exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        load: Callable[[], Config],
+        env: Mapping[str, str],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._load = load
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._notifier = notify.Notifier(env)
+        self._gate = _Gate()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._watch_stop = asyncio.Event()
+        self._restore_wanted = asyncio.Event()
+        self._client: CoderClient | None = None
+        self._client_config: Config | None = None
+        self._ready = False
+        self._started = now_iso()
+        self._last_good = ""
+        self._last_report: SyncReport | None = None
+        self._targets: frozenset[str] = frozenset()
+
+    # -- lifetime ------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        log.info(
+            "daemon_started",
+            version=__version__,
+            pid=os.getpid(),
+            interval=self._config.sync.interval,
+        )
+        self._write_status("starting")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._poll_loop()),
+                    tg.create_task(self._watch_loop()),
+                    tg.create_task(self._restore_loop()),
+                    tg.create_task(self._watchdog_loop()),
+                ]
+                await self._stop.wait()
+                self._notifier.send(notify.STOPPING)
+                self._watch_stop.set()
+                await asyncio.to_thread(self._gate.close)
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self._write_status("stopped")
+            self._notifier.close()
+        log.info("daemon_stopped")
+        return EXIT_OK
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("stopping", signal=sig.name)
+        self._stop.set()
+        self._wake.set()
+
+    def _on_hup(self) -> None:
+        self._notifier.send(notify.RELOADING)
+        self._reload("SIGHUP")
+        if self._ready:
+            self._notifier.send(notify.READY)
+
+    def _reload(self, reason: str) -> None:
+        try:
+            config = self._load()
+        except SecretAgentError as exc:
+            log.error("config_reload_failed", reason=reason, error=str(exc))  # noqa: TRY400 - the message says it all
+            return
+        self._config = config
+        logs.configure(level=config.log.level, fmt=config.log.format)
+        log.info("config_reloaded", reason=reason)
+        self._wake.set()
+        self._watch_stop.set()  # the files to watch may have moved
+
+    # -- polling -------------------------------------------------------------
+
+    def _policy(self) -> Policy:
+        s = self._config.sync
+        return Policy(
+            interval=s.interval,
+            jitter=s.jitter,
+            backoff_initial=s.backoff_initial,
+            backoff_max=s.backoff_max,
+        )
+
+    async def _poll_loop(self) -> None:
+        while True:
+            report = await self._sync_until_good()
+            delay = poll_delay(self._policy(), self._rng)
+            self._after_good(report, delay)
+            await self._sleep(delay)
+
+    async def _sync_until_good(self) -> SyncReport:
+        retrying = AsyncRetrying(
+            stop=stop_never,
+            wait=self._retry_wait,
+            sleep=self._sleep,
+            retry=retry_if_exception(lambda exc: not isinstance(exc, _Stopping)),
+            before_sleep=self._after_failure,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._in_thread(self._pass)
+        raise RuntimeError("unreachable: the daemon retries forever")
+
+    def _pass(self) -> SyncReport:
+        config = self._config
+        if self._client is None or self._client_config is not config:
+            if self._client is not None:
+                self._client.close()
+            self._client = make_client(config)
+            self._client_config = config
+        return run_pass(config, self._client, gate=self._gate)
+
+    def _retry_wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return backoff_delay(
+            self._policy(),
+            state.attempt_number,
+            retryable=isinstance(exc, CoderError) and exc.retryable,
+            retry_after=getattr(exc, "retry_after", None),
+            rng=self._rng,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when woken (SIGHUP, a new token, stopping)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+        if self._stop.is_set():
+            raise asyncio.CancelledError
+
+    def _after_good(self, report: SyncReport, delay: float) -> None:
+        log_report(report)
+        self._last_good = now_iso()
+        self._last_report = report
+        targets = {
+            o.path
+            for o in report.outcomes
+            if o.state not in (FileState.REMOVED, FileState.FOREIGN, FileState.LEFT)
+        }
+        if targets != self._targets:
+            self._targets = frozenset(targets)
+            self._watch_stop.set()
+        self._write_status("synced", next_in=delay)
+        self._notifier.status(
+            f"synced {report.secrets} secrets at {self._last_good}; next poll in {delay:.0f}s"
+        )
+        if not self._ready:
+            self._ready = True
+            self._notifier.send(notify.READY)
+
+    def _after_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        kind = type(exc).__name__
+        event = "coder_unauthorized" if isinstance(exc, UnauthorizedError) else "sync_failed"
+        log.error(
+            event,
+            error=str(exc),
+            kind=kind,
+            attempt=state.attempt_number,
+            retry_in=round(delay, 3),
+            backoff_ceiling=backoff_ceiling(self._policy(), state.attempt_number),
+            files="kept as last applied",
+        )
+        self._write_status(
+            "retrying", next_in=delay, error=str(exc), kind=kind, failures=state.attempt_number
+        )
+        self._notifier.status(
+            f"{kind} (attempt {state.attempt_number}); retrying in {delay:.1f}s;"
+            " files kept as last applied"
+        )
+
+    # -- watching ------------------------------------------------------------
+
+    def _watch_set(self) -> WatchSet:
+        config = self._config
+        targets = set(self._targets)
+        if config.env_file.path:
+            targets.add(config.env_file.path)
+        return watch_set(targets, [config.source_file, config.coder.token_file])
+
+    async def _watch_loop(self) -> None:
+        from watchfiles import awatch  # the daemon only: `run --once` never pays for it
+
+        loop = asyncio.get_running_loop()
+        previous: WatchSet | None = None
+        while not self._stop.is_set():
+            self._watch_stop.clear()
+            watched = self._watch_set()
+            if watched != previous:
+                log.debug("watching", dirs=watched.dirs)
+                # A change made before the new watches are in place raises no event:
+                # check once the watcher is up (inotify setup takes milliseconds).
+                loop.call_later(RESTORE_CHECK_DELAY, self._restore_wanted.set)
+                previous = watched
+            if not watched.dirs:
+                await self._watch_stop.wait()
+                continue
+            async for changes in awatch(
+                *watched.dirs,
+                watch_filter=None,
+                recursive=False,
+                debounce=400,
+                step=30,
+                stop_event=self._watch_stop,
+            ):
+                reaction = classify(changes, watched)
+                if Reaction.RELOAD in reaction:
+                    self._reload("config or token file changed")
+                if Reaction.RESTORE in reaction:
+                    self._restore_wanted.set()
+
+    async def _restore_loop(self) -> None:
+        while True:
+            await self._restore_wanted.wait()
+            self._restore_wanted.clear()
+            await self._restore()
+
+    async def _restore(self) -> None:
+        config = self._config
+        try:
+            report = await self._in_thread(lambda: restore_pass(config, gate=self._gate))
+        except _Stopping:
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed restore must not end the daemon
+            log.error("restore_failed", error=str(exc), kind=type(exc).__name__)  # noqa: TRY400 - expected; no traceback
+            return
+        if report is not None:
+            log_restore(report)
+
+    # -- systemd watchdog ----------------------------------------------------
+
+    async def _watchdog_loop(self) -> None:
+        interval = self._notifier.watchdog_interval
+        if not interval:
+            return
+        while True:
+            self._notifier.send(notify.WATCHDOG)
+            await asyncio.sleep(interval)
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a daemon thread: a fetch in flight never delays the exit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def target() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                with contextlib.suppress(RuntimeError):  # the loop is gone: we are exiting
+                    loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, result, None)
+
+        threading.Thread(target=target, name="secret-agent-pass", daemon=True).start()
+        return await future
+
+    def _write_status(
+        self,
+        phase: str,
+        *,
+        next_in: float | None = None,
+        error: str = "",
+        kind: str = "",
+        failures: int = 0,
+    ) -> None:
+        report = self._last_report
+        status = Status(
+            pid=os.getpid(),
+            phase=phase,
+            version=__version__,
+            started_at=self._started,
+            last_attempt=now_iso(),
+            last_good_sync=self._last_good,
+            last_error=error,
+            last_error_kind=kind,
+            consecutive_failures=failures,
+            next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
+            requests_last_pass=report.requests if report else 0,
+            env_file=self._config.env_file.path,
+            secrets=_secret_statuses(report) if report else (),
+        )
+        try:
+            write_status(self._config.sync.state_dir, status)
+        except (SecretAgentError, OSError) as exc:
+            log.warning("status_write_failed", error=str(exc))
+
+
+def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
+    rows: dict[str, SecretStatus] = {}
+    env = dict(report.variables)
+    for o in report.outcomes:
+        if o.secret:
+            rows[o.secret] = SecretStatus(
+                name=o.secret,
+                env_name=env.get(o.secret, ""),
+                path=o.path,
+                state=o.state.value,
+                short_sha=o.short_sha,
+                error=o.error,
+            )
+    for r in report.refused:
+        rows[r.secret] = SecretStatus(name=r.secret, state=FileState.REFUSED.value, error=r.reason)
+    for name, env_name in report.variables:
+        rows.setdefault(name, SecretStatus(name=name, env_name=env_name, state="env"))
+    return tuple(rows[k] for k in sorted(rows))

@@ -1,12 +1,15 @@
 """The only code that writes, inspects or removes secret files.
 
-Every operation opens directories one name at a time with `O_NOFOLLOW` relative to the
-parent's fd, so what was checked is what is written: no path string is trusted once a
-walk has begun. It knows paths and bytes, never secret names, values' meaning or env
-formats. Like Kubernetes' AtomicWriter it does no locking of its own: `apply` holds
-`lock_exclusive` for a whole pass.
+Every operation reaches the target's directory by the walk of `dirwalk`, which opens
+directories one name at a time with `O_NOFOLLOW` relative to the parent's fd, and then
+works relative to that directory's fd, so what was checked is what is written: no path
+string is trusted once a walk has begun. It knows paths and bytes, never secret names,
+values' meaning or env formats. Like Kubernetes' AtomicWriter it does no locking of its
+own: `apply` holds `lock_exclusive` for a whole pass.
 
-`write_atomic(path, content)` does, in order (the body carries the numbers as `# (n)`):
+`write_atomic(path, content)` does, in order (the body carries the numbers as `# (n)`;
+steps (1) and (2) are `dirwalk.cut_target` and `dirwalk.open_parent`, whose docstrings
+carry the same numbers):
 
 1. Take a path already cleaned by `paths.expand_target` (absolute, no `.`, `..` or `//`)
    and check it lies lexically below one of `roots` (`roots=None`: a file the user
@@ -44,7 +47,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import posixpath
 import secrets
 import stat
 from collections.abc import Iterator, Sequence
@@ -52,6 +54,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from secret_agent import paths
+from secret_agent.dirwalk import Target, cut_target, is_link_at, lstat_at, open_parent
 from secret_agent.errors import ApplyError, UnsafePathError
 from secret_agent.model import FileState, Observed
 
@@ -61,8 +64,6 @@ MAX_HASH_BYTES: Final = 4 * 1024 * 1024
 MAX_READ_BYTES: Final = 64 * 1024 * 1024
 
 _CHUNK: Final = 64 * 1024
-_DIR_FOLLOW: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_DIR_NOFOLLOW: Final = _DIR_FOLLOW | os.O_NOFOLLOW
 _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -86,17 +87,6 @@ class WriteResult:
     bytes_written: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Target:
-    """A cleaned path cut for the walk: trusted start, checked parents, final name."""
-
-    path: str
-    start: tuple[str, ...]
-    parents: tuple[str, ...]
-    name: str
-    real_roots: tuple[str, ...] | None
-
-
 def write_atomic(
     path: str,
     content: bytes,
@@ -112,10 +102,10 @@ def write_atomic(
             directory leading outside them, or the target is a symlink or not a file.
         ApplyError: the OS refused a step (carries `errno`); the target is untouched.
     """
-    target = _target(path, roots)  # (1)
+    target = cut_target(path, roots)  # (1)
     sha = sha256_hex(content)
     with _os_errors(path, "cannot write"), contextlib.ExitStack() as stack:
-        dfd = _open_parent(target, create=True, dir_mode=dir_mode)  # (2)
+        dfd = open_parent(target, create=True, dir_mode=dir_mode)  # (2)
         stack.callback(os.close, dfd)
         mode_fixed = _keep_if_same(dfd, target, content, file_mode)  # (3)
         if mode_fixed is not None:
@@ -136,7 +126,7 @@ def observe(path: str, *, roots: Sequence[str] | None) -> Observed:
         UnsafePathError: as `write_atomic`, except that a symlink at the target is reported.
         ApplyError: the OS refused to open or read something.
     """
-    target = _target(path, roots)
+    target = cut_target(path, roots)
     with _os_errors(path, "cannot inspect"), contextlib.ExitStack() as stack:
         found = _inspect(target, stack)
         if found is None:
@@ -163,7 +153,7 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
         UnsafePathError: as `observe`.
         ApplyError: the OS refused to read or remove the file.
     """
-    target = _target(path, roots)
+    target = cut_target(path, roots)
     with _os_errors(path, "cannot remove"), contextlib.ExitStack() as stack:
         found = _inspect(target, stack)
         if found is None:
@@ -172,7 +162,7 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
         if not stat.S_ISREG(st.st_mode):
             return FileState.FOREIGN
         fd, now = _open_regular(dfd, target, st, stack)
-        if not sha or _hash_bounded(fd) != sha or not _same_file(_lstat(dfd, target.name), now):
+        if not sha or _hash_bounded(fd) != sha or not _same_file(lstat_at(dfd, target.name), now):
             return FileState.FOREIGN
         os.unlink(target.name, dir_fd=dfd)
         os.fsync(dfd)
@@ -192,7 +182,7 @@ def read_private(path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
         OSError: any other failure (ELOOP for a symlink, EFBIG when too large).
         UnsafePathError: `path` is not a clean absolute path.
     """
-    target = _target(path, None)
+    target = cut_target(path, None)
     with contextlib.ExitStack() as stack:
         found = _inspect(target, stack)
         if found is None:
@@ -227,11 +217,11 @@ def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
 def _held_lock(state_dir: str) -> Iterator[None]:
     if not state_dir.startswith("/"):
         raise UnsafePathError("state_dir must be an absolute path", path=state_dir)
-    target = _target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
+    target = cut_target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
     with contextlib.ExitStack() as stack:
         # Only acquiring is translated: an OSError from the caller's block is theirs.
         with _os_errors(target.path, "cannot lock"):
-            dfd = _open_parent(target, create=True, dir_mode=0o700)
+            dfd = open_parent(target, create=True, dir_mode=0o700)
             stack.callback(os.close, dfd)
             try:
                 fd = os.open(target.name, _LOCK_FLAGS, 0o600, dir_fd=dfd)
@@ -245,118 +235,20 @@ def _held_lock(state_dir: str) -> Iterator[None]:
         yield
 
 
-def _target(path: str, roots: Sequence[str] | None) -> _Target:
-    """Step (1): a clean absolute path, lexically below a root, cut for the walk."""
-    if not path.startswith("/") or paths.expand_target(path, home="/") != path:
-        raise UnsafePathError("not a clean absolute path", path=path)
-    names = paths.components(path)
-    if roots is None:
-        return _Target(path=path, start=(), parents=names[:-1], name=names[-1], real_roots=None)
-    start = paths.components(paths.check_within_roots(path, roots))
-    real = tuple(os.path.realpath(root) for root in roots if root.startswith("/"))
-    return _Target(
-        path=path, start=start, parents=names[len(start) : -1], name=names[-1], real_roots=real
-    )
-
-
-def _inspect(target: _Target, stack: contextlib.ExitStack) -> tuple[int, os.stat_result] | None:
+def _inspect(target: Target, stack: contextlib.ExitStack) -> tuple[int, os.stat_result] | None:
     """Step (2) without creating: the directory's fd and the target's lstat, or None."""
     try:
-        dfd = _open_parent(target, create=False)
+        dfd = open_parent(target, create=False)
     except FileNotFoundError:
         return None
     stack.callback(os.close, dfd)
-    st = _lstat(dfd, target.name)
+    st = lstat_at(dfd, target.name)
     return None if st is None else (dfd, st)
 
 
-def _open_parent(target: _Target, *, create: bool, dir_mode: int = 0o700) -> int:
-    """Step (2): the fd of the target's directory (FileNotFoundError if missing)."""
-    if target.real_roots is None:
-        return _descend(target.start + target.parents, _DIR_FOLLOW, create, dir_mode)
-    # The root itself is configuration, so it is opened as configured (following links).
-    fd = _descend(target.start, _DIR_FOLLOW, create, dir_mode)
-    here = os.path.realpath("/" + "/".join(target.start))
-    for name in target.parents:
-        try:
-            nxt, here = _step_checked(fd, here, name, target=target, create=create, mode=dir_mode)
-        finally:
-            os.close(fd)
-        fd = nxt
-    return fd
-
-
-def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> int:
-    """Open `/` then each of `names` with `flags`, closing every fd but the last."""
-    fd = os.open("/", _DIR_FOLLOW)
-    for name in names:
-        try:
-            nxt = _open_or_make(fd, name, flags, create, dir_mode)
-        finally:
-            os.close(fd)
-        fd = nxt
-    return fd
-
-
-def _open_or_make(dfd: int, name: str, flags: int, create: bool, dir_mode: int) -> int:
-    """Open directory `name` in `dfd`, making it first when missing and `create`."""
-    try:
-        return os.open(name, flags, dir_fd=dfd)
-    except FileNotFoundError:
-        if not create:
-            raise
-    try:
-        os.mkdir(name, dir_mode, dir_fd=dfd)
-    except FileExistsError:
-        return os.open(name, flags, dir_fd=dfd)  # made by someone else meanwhile
-    fd = os.open(name, flags, dir_fd=dfd)
-    try:
-        # mkdir(2) applied the umask; the mode we promise is set explicitly.
-        os.fchmod(fd, dir_mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _step_checked(
-    dfd: int, here: str, name: str, *, target: _Target, create: bool, mode: int
-) -> tuple[int, str]:
-    """Open directory `name` in `dfd` (real path `here`), following a link only inward.
-
-    Returns the new fd and its real path.
-    """
-    try:
-        return _open_or_make(dfd, name, _DIR_NOFOLLOW, create, mode), posixpath.join(here, name)
-    except OSError as exc:
-        # O_NOFOLLOW | O_DIRECTORY on a symlink fails with ELOOP or ENOTDIR.
-        if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not _is_link(dfd, name):
-            raise
-    link = posixpath.join(here, name)
-    resolved = os.path.realpath(link)
-    if not any(paths.is_within(resolved, root) for root in target.real_roots or ()):
-        raise UnsafePathError(
-            f"symlinked directory {link} leads outside allowed_roots (to {resolved})",
-            path=target.path,
-            symlink=True,
-        )
-    # Re-walk what was checked from `/`, following nothing: realpath() left no link in
-    # `resolved`, so a link found now was swapped in after the check, and is refused.
-    try:
-        return _descend(paths.components(resolved), _DIR_NOFOLLOW, create, mode), resolved
-    except OSError as exc:
-        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-            raise
-        raise UnsafePathError(
-            f"symlinked directory {link} is not a directory (or changed while being checked)",
-            path=target.path,
-            symlink=True,
-        ) from exc
-
-
-def _keep_if_same(dfd: int, target: _Target, content: bytes, file_mode: int) -> bool | None:
+def _keep_if_same(dfd: int, target: Target, content: bytes, file_mode: int) -> bool | None:
     """Step (3): None when the target must be (re)written, else whether its mode was fixed."""
-    st = _lstat(dfd, target.name)
+    st = lstat_at(dfd, target.name)
     if st is None:
         return None
     if stat.S_ISLNK(st.st_mode):
@@ -432,24 +324,12 @@ def _hash_bounded(fd: int) -> str:
     return digest.hexdigest()
 
 
-def _lstat(dfd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _is_link(dfd: int, name: str) -> bool:
-    st = _lstat(dfd, name)
-    return st is not None and stat.S_ISLNK(st.st_mode)
-
-
 def _same_file(a: os.stat_result | None, b: os.stat_result) -> bool:
     return a is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _open_regular(
-    dfd: int, target: _Target, st: os.stat_result, stack: contextlib.ExitStack
+    dfd: int, target: Target, st: os.stat_result, stack: contextlib.ExitStack
 ) -> tuple[int, os.stat_result]:
     """Open for reading the regular file `st` describes (closed by `stack`), and its stat.
 
@@ -468,9 +348,9 @@ def _open_regular(
     return fd, now
 
 
-def _refuse_if_link(exc: OSError, dfd: int, target: _Target) -> None:
+def _refuse_if_link(exc: OSError, dfd: int, target: Target) -> None:
     """Turn an `O_NOFOLLOW` failure on the target's name into the refusal it means."""
-    if exc.errno == errno.ELOOP and _is_link(dfd, target.name):
+    if exc.errno == errno.ELOOP and is_link_at(dfd, target.name):
         raise UnsafePathError(
             "a symlink sits at the target", path=target.path, symlink=True
         ) from exc

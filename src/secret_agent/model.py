@@ -184,6 +184,8 @@ class SyncReport:
     bytes_written: int = 0
     secrets: int = 0
     errors: tuple[str, ...] = field(default=())
+    # (secret name, env_name) of each variable written to the env file.
+    variables: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

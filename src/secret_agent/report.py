@@ -49,7 +49,11 @@ def log_report(report: SyncReport) -> None:
     counts: dict[str, int] = {}
     for outcome in report.outcomes:
         counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
-    log.info(
+    changed = report.bytes_written or any(
+        o.state not in (FileState.UNCHANGED, FileState.REFUSED) for o in report.outcomes
+    )
+    level = "info" if changed or not report.ok else "debug"
+    getattr(log, level)(
         "sync_done" if report.ok else "sync_incomplete",
         secrets=report.secrets,
         requests=report.requests,
@@ -57,3 +61,23 @@ def log_report(report: SyncReport) -> None:
         refusals=len(report.refused),
         **counts,
     )
+
+
+_RESTORED: Final = frozenset({FileState.WRITTEN, FileState.MODE_FIXED, FileState.REMOVED})
+
+
+def log_restore(report: SyncReport) -> None:
+    """After a restore pass: one event per file put back; silence when nothing was."""
+    for outcome in report.outcomes:
+        if outcome.state in _RESTORED:
+            log.warning(
+                "file_restored",
+                path=outcome.path,
+                secret=outcome.secret or None,
+                action=outcome.state.value,
+                reason="changed or removed by someone else",
+            )
+        elif outcome.state is FileState.FAILED:
+            log.error(
+                "file_failed", path=outcome.path, secret=outcome.secret or None, error=outcome.error
+            )

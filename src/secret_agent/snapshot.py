@@ -17,7 +17,7 @@ import os
 from typing import Final
 
 from secret_agent import files
-from secret_agent.errors import LedgerError
+from secret_agent.errors import UnsafePathError
 from secret_agent.model import DesiredSecret, DesiredState
 from secret_agent.redact import Secret, known_values
 
@@ -30,16 +30,17 @@ def snapshot_path(state_dir: str) -> str:
     return os.path.join(state_dir, SNAPSHOT_NAME)
 
 
-def load_snapshot(state_dir: str) -> DesiredState:
-    """Read the last fetched state; a missing or unreadable snapshot is empty.
+def load_snapshot(state_dir: str) -> DesiredState | None:
+    """Read the last fetched state; None when there is none or it is unreadable.
 
-    An unreadable snapshot only costs a full fetch, so it is not an error.
+    An unreadable snapshot only costs a full fetch, so it is not an error. None is not
+    an empty state: restoring from "no snapshot" must never prune anything.
     """
     path = snapshot_path(state_dir)
     try:
         doc = json.loads(files.read_private(path))
         if doc.get("version") != FORMAT_VERSION:
-            return EMPTY
+            return None
         secrets = tuple(
             DesiredSecret(
                 name=str(s["name"]),
@@ -50,8 +51,8 @@ def load_snapshot(state_dir: str) -> DesiredState:
             )
             for s in doc["secrets"]
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, LedgerError):
-        return EMPTY
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnsafePathError):
+        return None
     known_values.add(s.value.reveal() for s in secrets)
     return DesiredState(secrets=secrets)
 

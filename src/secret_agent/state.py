@@ -1,0 +1,90 @@
+"""The status file: what the daemon last did, for `secret-agent status` and `exec`.
+
+`state_dir/status.json` (0600, written atomically) holds the daemon's pid, its phase,
+the time of the last good sync, the last error, the next attempt, and each secret's
+target and state. Never a value: names, paths, short hashes and error texts (which
+are scrubbed and never built from values) only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from secret_agent import files
+
+STATUS_NAME: Final = "status.json"
+FORMAT_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretStatus:
+    """One secret's delivery: where it goes and what the last pass did with it."""
+
+    name: str
+    env_name: str = ""
+    path: str = ""
+    state: str = ""
+    short_sha: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """The daemon's status document. Times are ISO 8601 UTC strings ("" = never)."""
+
+    pid: int
+    phase: str  # starting | synced | retrying | stopped
+    version: str = ""
+    started_at: str = ""
+    last_attempt: str = ""
+    last_good_sync: str = ""
+    last_error: str = ""
+    last_error_kind: str = ""
+    consecutive_failures: int = 0
+    next_attempt: str = ""
+    requests_last_pass: int = 0
+    env_file: str = ""
+    secrets: tuple[SecretStatus, ...] = field(default=())
+
+
+def now_iso(epoch: float | None = None) -> str:
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_path(state_dir: str) -> str:
+    return os.path.join(state_dir, STATUS_NAME)
+
+
+def write_status(state_dir: str, status: Status) -> None:
+    doc = {"format": FORMAT_VERSION, **asdict(status)}
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    files.write_atomic(status_path(state_dir), text.encode(), roots=None)
+
+
+def read_status(state_dir: str) -> dict[str, Any] | None:
+    """The last status document, or None when there is none (or it is unreadable)."""
+    try:
+        doc = json.loads(files.read_private(status_path(state_dir), max_bytes=4 << 20))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or type(doc.get("format")) is not int:
+        return None
+    return doc if doc["format"] == FORMAT_VERSION else None
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (the daemon that wrote a status)."""
+    if type(pid) is not int or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True

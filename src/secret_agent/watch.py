@@ -1,0 +1,52 @@
+"""What the daemon watches on disk, and what a change there means.
+
+Pure: given the targets of the last pass and the config, `watch_set` says which
+directories to watch (non-recursively: a secret's parent directory, never a whole
+home) and `classify` turns a batch of watchfiles changes into what to do: restore a
+target someone changed or removed, or reload the config / the token.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Flag, auto
+
+
+class Reaction(Flag):
+    NONE = 0
+    RESTORE = auto()  # a file we deliver was changed or removed by someone else
+    RELOAD = auto()  # the config file or the token file changed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSet:
+    """The files that matter, and the existing directories that hold them."""
+
+    targets: frozenset[str]
+    config_files: frozenset[str]
+    dirs: tuple[str, ...]
+
+
+def watch_set(targets: Iterable[str], config_files: Iterable[str]) -> WatchSet:
+    """Directories to watch for these targets and config files (the ones that exist)."""
+    wanted_targets = frozenset(t for t in targets if t)
+    wanted_config = frozenset(c for c in config_files if c)
+    dirs = sorted({os.path.dirname(p) for p in wanted_targets | wanted_config})
+    return WatchSet(
+        targets=wanted_targets,
+        config_files=wanted_config,
+        dirs=tuple(d for d in dirs if os.path.isdir(d)),
+    )
+
+
+def classify(changes: Iterable[tuple[object, str]], watched: WatchSet) -> Reaction:
+    """What a batch of (change, path) events asks of the daemon."""
+    reaction = Reaction.NONE
+    for _change, path in changes:
+        if path in watched.config_files:
+            reaction |= Reaction.RELOAD
+        if path in watched.targets:
+            reaction |= Reaction.RESTORE
+    return reaction
