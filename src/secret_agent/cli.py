@@ -32,6 +32,7 @@ from secret_agent.errors import (
     ConfigError,
     CredentialsError,
     ForbiddenError,
+    LaunchError,
     LedgerError,
     SecretAgentError,
     UnauthorizedError,
@@ -129,14 +130,75 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    dev = sub.add_parser("dev-server", help="a local Coder-compatible server for trying the agent")
-    try:
-        from secret_agent.devserver.server import add_arguments
-    except ImportError:  # pragma: no cover - the module itself has no heavy imports
-        pass
-    else:
-        add_arguments(dev)
+    ex = sub.add_parser(
+        "exec",
+        help="run a command with the secrets in its environment (files ensured first)",
+        description="Run CMD with the secret variables set (they win over inherited ones)"
+        " and the secret files in place. By default secret-agent replaces itself with CMD,"
+        " so signals and the exit code are CMD's own.",
+    )
+    _add_config_flags(ex)
+    ex.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ask Coder now even if a running daemon's state is recent",
+    )
+    ex.add_argument(
+        "--require-fresh",
+        action="store_true",
+        help="fail (exit 4) rather than fall back to the last known good state"
+        " when Coder cannot be asked",
+    )
+    ex.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="how old a running daemon's last good sync may be to be used without"
+        " asking Coder (default: 3 x sync.interval, at least 60s)",
+    )
+    _add_watch_flags(ex)
+    ex.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+    # The dev server parses its own flags: building its parser here would import it on
+    # every start, and `exec`'s fast path must stay light.
+    dev = sub.add_parser(
+        "dev-server", add_help=False, help="a local Coder-compatible server for trying the agent"
+    )
+    dev.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _add_watch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="stay as the parent (container entrypoint): forward signals, reap"
+        " zombies as PID 1, keep secrets current and act on changes",
+    )
+    p.add_argument(
+        "--on-change",
+        default="restart",
+        metavar="ACTION",
+        help="with --watch, what a secret change does: restart (default),"
+        " signal:NAME (e.g. signal:SIGHUP), or none",
+    )
+    p.add_argument(
+        "--grace",
+        default="10s",
+        metavar="DURATION",
+        help="with --watch, how long a stopping child gets before SIGKILL",
+    )
+    p.add_argument(
+        "--debounce",
+        default="2s",
+        metavar="DURATION",
+        help="with --watch, quiet time after a change before acting on it",
+    )
+    p.add_argument(
+        "--splay",
+        default="0s",
+        metavar="DURATION",
+        help="with --watch, extra random delay (0..DURATION) before acting",
+    )
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -157,32 +219,60 @@ def main(
     except through argparse's --help/--version/usage errors)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dev-server"]:
+        # Its own parser (argparse's REMAINDER would not take a leading --flag).
+        return _dev_server(argv[1:], out)
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            from secret_agent.daemon import cmd_run
-
-            return cmd_run(load(args), once=args.once, load=lambda: load(args))
-        if args.command == "check":
-            from secret_agent.check import cmd_check
-
-            return cmd_check(load(args), out=out)
-        if args.command == "status":
-            from secret_agent.status import cmd_status
-
-            return cmd_status(load(args), as_json=args.json, out=out)
-        from secret_agent.devserver.server import main as devserver_main
-
-        return devserver_main(args, out)
+        return _dispatch(args, out=out, err=err)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place every failure becomes a code
         return _fail(exc, err)
 
 
+def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
+    """Run one subcommand; each imports what it needs, and no more."""
+    config = load(args)
+    if args.command == "run":
+        from secret_agent.daemon import cmd_run
+
+        return cmd_run(config, once=args.once, load=lambda: load(args))
+    if args.command == "check":
+        from secret_agent.check import cmd_check
+
+        return cmd_check(config, out=out)
+    if args.command == "status":
+        from secret_agent.status import cmd_status
+
+        return cmd_status(config, as_json=args.json, out=out)
+    if args.watch:
+        from secret_agent.entrypoint import run_watch
+
+        return run_watch(config, args, load=lambda: load(args))
+    from secret_agent.execcmd import cmd_exec
+
+    return cmd_exec(args, config, err=err)
+
+
+def _dev_server(argv: Sequence[str], out: TextIO) -> int:
+    from secret_agent.devserver.server import add_arguments
+    from secret_agent.devserver.server import main as devserver_main
+
+    parser = argparse.ArgumentParser(
+        prog="secret-agent dev-server", description="A local Coder-compatible user-secrets server."
+    )
+    add_arguments(parser)
+    return devserver_main(parser.parse_args(argv), out)
+
+
 def _fail(exc: BaseException, err: TextIO) -> int:
     from secret_agent.redact import scrub
 
+    if isinstance(exc, LaunchError):
+        print(f"secret-agent: error: {scrub(str(exc))}", file=err)
+        return exc.exit_code
     for cls, code in EXIT_CODES:
         if isinstance(exc, cls):
             if code is ExitCode.INTERNAL:

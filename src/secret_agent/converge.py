@@ -73,6 +73,7 @@ def apply_state(
         bytes_written=applied.bytes_written,
         secrets=len(desired.secrets),
         variables=_variables(desired, plan),
+        fingerprint=desired.fingerprint(),
     )
 
 

@@ -28,8 +28,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
@@ -101,6 +101,30 @@ class _Gate:
             self._closed = True
 
 
+class Companion(Protocol):
+    """What rides along with the daemon: `exec --watch`'s child (see `entrypoint`)."""
+
+    def signal_handlers(self) -> Mapping[signal.Signals, Callable[[], None]]:
+        """Handlers that replace the daemon's own for these signals."""
+        ...
+
+    async def start(self) -> None:
+        """Called once, before the daemon's tasks start."""
+        ...
+
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """Coroutines to run in the daemon's TaskGroup until it stops."""
+        ...
+
+    def on_good_pass(self, report: SyncReport) -> None:
+        """After every good pass."""
+        ...
+
+    def exit_code(self) -> int:
+        """The daemon's exit code once it has stopped."""
+        ...
+
+
 class Daemon:
     """The long-running `run`; `run()` returns the exit code."""
 
@@ -111,7 +135,9 @@ class Daemon:
         load: Callable[[], Config],
         env: Mapping[str, str],
         rng: random.Random | None = None,
+        companion: Companion | None = None,
     ) -> None:
+        self._companion = companion
         self._config = config
         self._load = load
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -131,11 +157,26 @@ class Daemon:
 
     # -- lifetime ------------------------------------------------------------
 
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def request_stop(self) -> None:
+        """Stop the daemon (from the loop): as SIGTERM does without a companion."""
+        self._stop.set()
+        self._wake.set()
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        handlers: dict[signal.Signals, Callable[[], None]] = {
+            signal.SIGTERM: lambda: self._on_stop_signal(signal.SIGTERM),
+            signal.SIGINT: lambda: self._on_stop_signal(signal.SIGINT),
+            signal.SIGHUP: self._on_hup,
+        }
+        if self._companion is not None:
+            handlers.update(self._companion.signal_handlers())
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
         log.info(
             "daemon_started",
             version=__version__,
@@ -144,12 +185,16 @@ class Daemon:
         )
         self._write_status("starting")
         try:
+            if self._companion is not None:
+                await self._companion.start()
             async with asyncio.TaskGroup() as tg:
+                extra = self._companion.tasks() if self._companion is not None else []
                 tasks = [
                     tg.create_task(self._poll_loop()),
                     tg.create_task(self._watch_loop()),
                     tg.create_task(self._restore_loop()),
                     tg.create_task(self._watchdog_loop()),
+                    *(tg.create_task(coro) for coro in extra),
                 ]
                 await self._stop.wait()
                 self._notifier.send(notify.STOPPING)
@@ -158,12 +203,12 @@ class Daemon:
                 for task in tasks:
                     task.cancel()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in handlers:
                 loop.remove_signal_handler(sig)
             self._write_status("stopped")
             self._notifier.close()
         log.info("daemon_stopped")
-        return EXIT_OK
+        return self._companion.exit_code() if self._companion is not None else EXIT_OK
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("stopping", signal=sig.name)
@@ -201,7 +246,10 @@ class Daemon:
 
     async def _poll_loop(self) -> None:
         while True:
-            report = await self._sync_until_good()
+            try:
+                report = await self._sync_until_good()
+            except _Stopping:
+                return  # stopping: the gate refused to start an apply
             delay = poll_delay(self._policy(), self._rng)
             self._after_good(report, delay)
             await self._sleep(delay)
@@ -266,6 +314,8 @@ class Daemon:
         if not self._ready:
             self._ready = True
             self._notifier.send(notify.READY)
+        if self._companion is not None:
+            self._companion.on_good_pass(report)
 
     def _after_failure(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

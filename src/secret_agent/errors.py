@@ -25,7 +25,9 @@ Bases are cut by what a caller can do about the error::
     │   └── DuplicateTargetError     two secrets claim the same file or variable
     ├── UnsafePathError              a path escapes the roots or crosses a symlink (path)
     ├── ApplyError                   I/O failure writing or removing (path, errno)
-    └── LedgerError                  unreadable or corrupt ledger
+    ├── LedgerError                  unreadable or corrupt ledger
+    └── LaunchError                  `exec` cannot start the command (exit_code 126/127)
+        └── StaleStateError          fresh values were required and none are available
 
 Constructors take names, paths and fields, never values, so a message cannot contain
 one. Messages end without a period so callers can prefix or suffix context.
@@ -206,3 +208,19 @@ class ApplyError(SecretAgentError):
 
 class LedgerError(SecretAgentError):
     """The ledger in `sync.state_dir` is unreadable or corrupt."""
+
+
+class LaunchError(SecretAgentError):
+    """`exec` cannot run the command; `exit_code` follows the shell (127 missing, 126 not
+    executable)."""
+
+    def __init__(self, message: str, *, exit_code: int = 126) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+class StaleStateError(LaunchError):
+    """`--require-fresh` was given and neither Coder nor a fresh daemon answered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=4)

@@ -6,6 +6,7 @@ Everything here is frozen and does no I/O. A field that could hold a value is a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,6 +69,14 @@ class DesiredState:
     secrets: tuple[DesiredSecret, ...]
     # How many HTTP requests (or RPC calls) building this state took.
     requests: int = 0
+
+    def fingerprint(self) -> str:
+        """A hash that changes when any secret's target or value does (never a value)."""
+        digest = hashlib.sha256()
+        for s in sorted(self.secrets, key=lambda s: s.name):
+            value = hashlib.sha256(s.value.reveal().encode()).hexdigest()
+            digest.update(f"{s.name}\0{s.env_name}\0{s.file_path}\0{value}\n".encode())
+        return digest.hexdigest()
 
 
 class FileState(StrEnum):
@@ -186,6 +195,8 @@ class SyncReport:
     errors: tuple[str, ...] = field(default=())
     # (secret name, env_name) of each variable written to the env file.
     variables: tuple[tuple[str, str], ...] = ()
+    # DesiredState.fingerprint() of what this pass applied ("" when unknown).
+    fingerprint: str = ""
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,103 @@
+"""`secret-agent exec`: decide where the values come from, then execve (or supervise).
+
+1. Fast path: a running daemon whose last good sync is within `--max-age` -> its
+   snapshot, no network, no heavy import (`launcher`).
+2. Otherwise (or with `--fresh`): one sync pass against Coder, as `run --once` does.
+3. Coder cannot be asked: the last known good state, with a warning on stderr; with
+   `--require-fresh`, exit 4 instead.
+Then the files are ensured, the environment built (secret variables win), and the
+process replaced by the command. Warnings name secrets, never values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+from secret_agent import launcher
+from secret_agent.config import Config, parse_duration
+from secret_agent.errors import (
+    CoderError,
+    CredentialsError,
+    LaunchError,
+    StaleStateError,
+)
+from secret_agent.model import DesiredState
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    argv = list(args.command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise LaunchError(
+            "no command given: use `secret-agent exec [OPTIONS] -- CMD [ARGS...]`", exit_code=2
+        )
+    return argv
+
+
+def cmd_exec(args: argparse.Namespace, config: Config, *, err: TextIO) -> int:
+    argv = command_of(args)
+    desired = values_for_exec(args, config, err=err)
+    report = launcher.ensure_files(config, desired)
+    child = launcher.prepare_env(config, desired, os.environ)
+    for refusal in (*report.refused, *child.refused):
+        _warn(err, f"not delivered: {refusal}")
+    err.flush()
+    sys.stdout.flush()
+    return launcher.exec_command(argv, child.env)
+
+
+def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) -> DesiredState:
+    """The desired state `exec` runs with (see the module docstring for the order).
+
+    Raises:
+        StaleStateError: `--require-fresh` and Coder cannot be asked, or there is no
+            state at all to fall back to.
+    """
+    if not args.fresh:
+        max_age = (
+            parse_duration(args.max_age, key="--max-age")
+            if args.max_age
+            else launcher.default_max_age(config)
+        )
+        local = launcher.daemon_state(config, max_age=max_age)
+        if local is not None:
+            return local.desired
+    try:
+        return _fetch(config)
+    except (CoderError, CredentialsError) as exc:
+        if args.require_fresh:
+            raise StaleStateError(f"cannot get fresh secrets ({exc}); --require-fresh") from exc
+        fallback = launcher.last_known_good(config)
+        if fallback is None:
+            raise StaleStateError(
+                f"cannot get secrets ({exc}) and there is no last known good state"
+                f" in {config.sync.state_dir}"
+            ) from exc
+        desired, when = fallback
+        _warn(
+            err,
+            f"{exc}; running with the last known good secrets (from {when or 'an earlier sync'})",
+        )
+        return desired
+
+
+def _fetch(config: Config) -> DesiredState:
+    from secret_agent.snapshot import load_snapshot
+    from secret_agent.sync import make_client, run_pass
+
+    with make_client(config) as client:
+        run_pass(config, client)
+    desired = load_snapshot(config.sync.state_dir)
+    if desired is None:  # run_pass has just written it; only a vanished disk gets here
+        raise LaunchError(f"{config.sync.state_dir}: the state written a moment ago is gone")
+    return desired
+
+
+def _warn(err: TextIO, text: str) -> None:
+    from secret_agent.redact import scrub
+
+    print(f"secret-agent: warning: {scrub(text)}", file=err)

@@ -1,0 +1,106 @@
+"""Plain `exec`: the secrets from local state, their files present, then execve.
+
+This is the fast path of `secret-agent exec -- CMD`: when a daemon is running and its
+last good sync is recent, everything needed is on local disk (the snapshot of values
+and the status file), so no network is touched and no heavy library is imported.
+import-linter keeps httpx, asyncio, structlog, tenacity, watchfiles, `sync` and `coder`
+out of this module's imports, directly or not.
+
+It does not log: it returns what it found or raises, and `cli` prints. The slow path
+(a fetch first) is `cli`'s business: it runs a sync pass, then comes back here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NoReturn
+
+from secret_agent.config import Config
+from secret_agent.converge import apply_state
+from secret_agent.environ import ChildEnv, child_env
+from secret_agent.errors import LaunchError
+from secret_agent.model import DesiredState, SyncReport
+from secret_agent.snapshot import load_snapshot
+from secret_agent.state import pid_alive, read_status
+
+# A daemon polls every `interval`; allow a couple of missed polls before its state is
+# called stale and `exec` asks Coder itself.
+STALE_AFTER_INTERVALS = 3
+MIN_MAX_AGE = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalState:
+    """The daemon's last good state, and how old it is (seconds)."""
+
+    desired: DesiredState
+    last_good_sync: str
+    age: float
+
+
+def default_max_age(config: Config) -> float:
+    return max(MIN_MAX_AGE, STALE_AFTER_INTERVALS * config.sync.interval)
+
+
+def daemon_state(config: Config, *, max_age: float, now: float | None = None) -> LocalState | None:
+    """The running daemon's state if its last good sync is within `max_age`, else None."""
+    doc = read_status(config.sync.state_dir)
+    if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
+        return None
+    age = _age(doc.get("last_good_sync"), now=now)
+    if age is None or age > max_age:
+        return None
+    desired = load_snapshot(config.sync.state_dir)
+    if desired is None:
+        return None
+    return LocalState(desired=desired, last_good_sync=str(doc["last_good_sync"]), age=age)
+
+
+def last_known_good(config: Config) -> tuple[DesiredState, str] | None:
+    """The last fetched state and when it was good ("" if unknown), whatever its age."""
+    desired = load_snapshot(config.sync.state_dir)
+    if desired is None:
+        return None
+    doc = read_status(config.sync.state_dir) or {}
+    return desired, str(doc.get("last_good_sync") or "")
+
+
+def ensure_files(config: Config, desired: DesiredState) -> SyncReport:
+    """Make every secret file (and the env file) match `desired`; unchanged ones are left."""
+    return apply_state(config, desired, save=False)
+
+
+def prepare_env(config: Config, desired: DesiredState, inherited: Mapping[str, str]) -> ChildEnv:
+    return child_env(inherited, desired, allow_reserved=config.env_file.allow_reserved)
+
+
+def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process with `argv` (PATH searched in `env`'s PATH).
+
+    Raises:
+        LaunchError: the command is missing (exit 127) or not executable (126).
+    """
+    if not argv:
+        raise LaunchError("no command given: use `secret-agent exec -- CMD [ARGS...]`")
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - argv passes through as given
+    except FileNotFoundError:
+        raise LaunchError(f"{argv[0]}: command not found", exit_code=127) from None
+    except PermissionError:
+        raise LaunchError(f"{argv[0]}: permission denied", exit_code=126) from None
+    except OSError as exc:
+        raise LaunchError(f"{argv[0]}: cannot execute: {exc.strerror}", exit_code=126) from None
+
+
+def _age(stamp: object, *, now: float | None) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (time.time() if now is None else now) - moment.timestamp()
