@@ -34,8 +34,12 @@ def create(server: DevServer, name: str, value: str, **kw: str) -> None:
 def spawn(workspace: Workspace, *args: str, **kw: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [PY, "-m", "secret_agent", "exec", *args],
-        env=workspace.env, cwd=workspace.home, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, **kw,  # type: ignore[call-overload]
+        env=workspace.env,
+        cwd=workspace.home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,  # type: ignore[call-overload]
     )
 
 
@@ -74,8 +78,9 @@ class Lines:
 
 
 @pytest.mark.parametrize("code", [0, 7])
-def test_exit_code_is_the_commands_own(dev_server: DevServer, workspace: Workspace,
-                                       code: int) -> None:
+def test_exit_code_is_the_commands_own(
+    dev_server: DevServer, workspace: Workspace, code: int
+) -> None:
     """execve: the command's exit code is secret-agent's exit code."""
     create(dev_server, "tok", CANARY, env_name="TOK")
     result = workspace.run("exec", "--", *child(f"import sys; sys.exit({code})"))
@@ -99,8 +104,9 @@ def test_env_has_secret_over_inherited_and_files_exist(
     assert_no_leak([CANARY], result.stdout, result.stderr)
 
 
-def test_killed_by_signal_is_native_under_execve(dev_server: DevServer,
-                                                 workspace: Workspace) -> None:
+def test_killed_by_signal_is_native_under_execve(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
     """Without --watch the process *is* the command: a SIGKILL kills it as such."""
     create(dev_server, "tok", CANARY, env_name="TOK")
     prog = child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
@@ -109,8 +115,9 @@ def test_killed_by_signal_is_native_under_execve(dev_server: DevServer,
 
 
 @pytest.mark.parametrize(("sig", "expected"), [(signal.SIGKILL, 137), (signal.SIGTERM, 143)])
-def test_watch_reports_128_plus_signal(dev_server: DevServer, workspace: Workspace,
-                                       sig: signal.Signals, expected: int) -> None:
+def test_watch_reports_128_plus_signal(
+    dev_server: DevServer, workspace: Workspace, sig: signal.Signals, expected: int
+) -> None:
     """Under --watch a child killed by signal N makes exec exit 128+N."""
     create(dev_server, "tok", CANARY, env_name="TOK")
     prog = child(f"import os, signal; os.kill(os.getpid(), {int(sig)})")
@@ -118,8 +125,9 @@ def test_watch_reports_128_plus_signal(dev_server: DevServer, workspace: Workspa
     assert result.returncode == expected, result.stderr
 
 
-def test_watch_forwards_sigterm_to_a_trapping_child(dev_server: DevServer,
-                                                    workspace: Workspace) -> None:
+def test_watch_forwards_sigterm_to_a_trapping_child(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
     """SIGTERM to exec --watch reaches the child, which exits cleanly with its own code."""
     create(dev_server, "tok", CANARY, env_name="TOK")
     prog = child("""
@@ -155,16 +163,32 @@ def _watch_child() -> list[str]:
 
 
 @pytest.mark.parametrize("on_change", ["restart", "signal:SIGHUP"])
-def test_watch_acts_on_rotation(dev_server: DevServer, workspace: Workspace,
-                                on_change: str) -> None:
+def test_watch_acts_on_rotation(
+    dev_server: DevServer, workspace: Workspace, on_change: str
+) -> None:
     """A rotation restarts the child with the new value, or sends it the chosen signal."""
     daemon_config(workspace, interval="200ms")
     create(dev_server, "tok", f"{CANARY}-1", env_name="TOK")
     env = {**workspace.env, "ROTATED": f"{CANARY}-2"}
     proc = subprocess.Popen(
-        [PY, "-m", "secret_agent", "exec", "--watch", "--debounce", "100ms",
-         "--on-change", on_change, "--", *_watch_child()],
-        env=env, cwd=workspace.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            PY,
+            "-m",
+            "secret_agent",
+            "exec",
+            "--watch",
+            "--debounce",
+            "100ms",
+            "--on-change",
+            on_change,
+            "--",
+            *_watch_child(),
+        ],
+        env=env,
+        cwd=workspace.home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = Lines(proc)
@@ -183,8 +207,9 @@ def test_watch_acts_on_rotation(dev_server: DevServer, workspace: Workspace,
     assert_no_leak([f"{CANARY}-1", f"{CANARY}-2"], "\n".join(lines.seen), err)
 
 
-def test_watch_child_exiting_at_once_is_not_restarted(dev_server: DevServer,
-                                                      workspace: Workspace) -> None:
+def test_watch_child_exiting_at_once_is_not_restarted(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
     """A child that exits at once ends exec with its code: no restart loop."""
     daemon_config(workspace, interval="100ms")
     create(dev_server, "tok", CANARY, env_name="TOK")
@@ -244,10 +269,21 @@ def test_fast_path_asks_no_network_and_imports_nothing_heavy(
             notify.wait_for("READY=1", timeout=10)
             dev_server.request_log.clear()
             result = subprocess.run(
-                [PY, "-X", "importtime", "-m", "secret_agent", "exec", "--",
-                 *child("import os; print(os.environ['TOK'] == os.environ['EXPECT'])")],
-                env={**workspace.env, "EXPECT": CANARY}, cwd=workspace.home,
-                capture_output=True, text=True, check=False,
+                [
+                    PY,
+                    "-X",
+                    "importtime",
+                    "-m",
+                    "secret_agent",
+                    "exec",
+                    "--",
+                    *child("import os; print(os.environ['TOK'] == os.environ['EXPECT'])"),
+                ],
+                env={**workspace.env, "EXPECT": CANARY},
+                cwd=workspace.home,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             assert daemon.stop() == 0
     finally:
@@ -255,8 +291,11 @@ def test_fast_path_asks_no_network_and_imports_nothing_heavy(
     assert result.returncode == 0
     assert result.stdout.strip() == "True"
     assert dev_server.request_log == []
-    imported = {line.split("|")[-1].strip().split(".")[0]
-                for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "secret_agent" in imported  # the check can see imports at all
     assert not imported & {"httpx", "asyncio", "structlog", "tenacity", "watchfiles"}
 
@@ -266,8 +305,9 @@ def test_pid1_reaps_orphaned_grandchildren(dev_server: DevServer, workspace: Wor
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or unshare is None:
         pytest.skip("needs root and unshare(1) to make a PID namespace")
-    probe = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "true"],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [unshare, "--pid", "--fork", "--mount-proc", "true"], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         pytest.skip(f"unshare --pid is not permitted here: {probe.stderr.decode().strip()}")
     create(dev_server, "tok", CANARY, env_name="TOK")
@@ -294,9 +334,24 @@ def test_pid1_reaps_orphaned_grandchildren(dev_server: DevServer, workspace: Wor
         print("zombies", sleepers().count("Z"), "left", len(sleepers()), flush=True)
     """)
     result = subprocess.run(
-        [unshare, "--pid", "--fork", "--mount-proc", PY, "-m", "secret_agent", "exec",
-         "--watch", "--", *prog],
-        env=workspace.env, cwd=workspace.home, capture_output=True, text=True, timeout=60,
+        [
+            unshare,
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            PY,
+            "-m",
+            "secret_agent",
+            "exec",
+            "--watch",
+            "--",
+            *prog,
+        ],
+        env=workspace.env,
+        cwd=workspace.home,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
