@@ -68,6 +68,12 @@ EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (SecretAgentError, ExitCode.INTERNAL),
 )
 
+EXEC_DESCRIPTION = (
+    "Run CMD with the secret variables set (they win over inherited ones) and the secret"
+    " files in place. By default secret-agent replaces itself with CMD, so signals and the"
+    " exit code are CMD's own; --watch stays as the parent (a container entrypoint)."
+)
+
 _FLAG_KEYS = {
     "url": "coder.url",
     "token_file": "coder.token_file",
@@ -103,9 +109,51 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["auto", "console", "json"])
 
 
+def _add_exec_args(p: argparse.ArgumentParser) -> None:
+    _add_config_flags(p)
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ask Coder now even if a running daemon's state is recent",
+    )
+    p.add_argument(
+        "--require-fresh",
+        action="store_true",
+        help="fail (exit 4) rather than fall back to the last known good state"
+        " when Coder cannot be asked",
+    )
+    p.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="how old a running daemon's last good sync may be to be used without"
+        " asking Coder (default: 3 x sync.interval, at least 60s)",
+    )
+    _add_watch_flags(p)
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter without its `shutil` import (terminal width from $COLUMNS):
+    `exec` runs on every launch and should not pay for it."""
+
+    def __init__(self, prog: str) -> None:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) - 2 if columns.isdigit() and int(columns) > 20 else 98
+        super().__init__(prog, width=width)
+
+
+def _exec_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secret-agent exec", formatter_class=_Formatter, description=EXEC_DESCRIPTION
+    )
+    _add_exec_args(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="secret-agent",
+        formatter_class=_Formatter,
         description="Keeps your Coder user secrets in files and an env file, and current.",
         epilog="Exit codes: 0 ok, 1 some secrets not applied, 2 usage/config, 3 credentials,"
         " 4 Coder unavailable, 5 no value source, 6 local state, 70 internal error.",
@@ -133,30 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "exec",
         help="run a command with the secrets in its environment (files ensured first)",
-        description="Run CMD with the secret variables set (they win over inherited ones)"
-        " and the secret files in place. By default secret-agent replaces itself with CMD,"
-        " so signals and the exit code are CMD's own.",
+        description=EXEC_DESCRIPTION,
     )
-    _add_config_flags(ex)
-    ex.add_argument(
-        "--fresh",
-        action="store_true",
-        help="ask Coder now even if a running daemon's state is recent",
-    )
-    ex.add_argument(
-        "--require-fresh",
-        action="store_true",
-        help="fail (exit 4) rather than fall back to the last known good state"
-        " when Coder cannot be asked",
-    )
-    ex.add_argument(
-        "--max-age",
-        metavar="DURATION",
-        help="how old a running daemon's last good sync may be to be used without"
-        " asking Coder (default: 3 x sync.interval, at least 60s)",
-    )
-    _add_watch_flags(ex)
-    ex.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    _add_exec_args(ex)
 
     # The dev server parses its own flags: building its parser here would import it on
     # every start, and `exec`'s fast path must stay light.
@@ -223,7 +250,12 @@ def main(
     if argv[:1] == ["dev-server"]:
         # Its own parser (argparse's REMAINDER would not take a leading --flag).
         return _dev_server(argv[1:], out)
-    args = build_parser().parse_args(argv)
+    if argv[:1] == ["exec"]:
+        # exec runs before every launched command: parse only its own flags.
+        args = _exec_parser().parse_args(argv[1:])
+        args.command = "exec"
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return _dispatch(args, out=out, err=err)
     except KeyboardInterrupt:

@@ -26,7 +26,6 @@ URLs, paths and ``~``, tokens) is `configtype`'s; `parse_duration` is re-exporte
 
 from __future__ import annotations
 
-import difflib
 import os
 import pwd
 import tomllib
@@ -173,6 +172,8 @@ _SECTIONS: Final = tuple(dict.fromkeys(k.split(".")[0] for k in _KEYS))
 def _unknown(key: str, file: str | None, what: str = "key") -> ConfigError:
     leaf = key.rsplit(".", maxsplit=1)[-1]
     same_leaf = [k for k in _KEYS if k.endswith(f".{leaf}")]
+    import difflib  # only on the error path: exec's fast path never pays for it
+
     close = difflib.get_close_matches(key, [*_KEYS, *_SECTIONS], n=1, cutoff=0.6)
     hint = (same_leaf or close)[:1]
     suffix = f"; did you mean {hint[0]!r}?" if hint else ""

@@ -25,7 +25,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
-from urllib.parse import urlsplit
 
 from secret_agent.errors import ConfigError
 from secret_agent.redact import Secret, known_values
@@ -115,6 +114,8 @@ def url(value: object, where: Where) -> str:
     if not text:
         return ""
     shown = "" if "@" in text else f" {text!r}"  # userinfo may hold a password
+    from urllib.parse import urlsplit  # lazily: exec's fast path has no URL to check
+
     try:
         parts = urlsplit(text)
         _ = parts.port  # raises on a port that is not a number in range

@@ -28,7 +28,7 @@ from secret_agent.model import DesiredState
 
 
 def command_of(args: argparse.Namespace) -> list[str]:
-    argv = list(args.command)
+    argv = list(args.argv)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
@@ -43,7 +43,7 @@ def cmd_exec(args: argparse.Namespace, config: Config, *, err: TextIO) -> int:
     desired = values_for_exec(args, config, err=err)
     report = launcher.ensure_files(config, desired)
     child = launcher.prepare_env(config, desired, os.environ)
-    for refusal in (*report.refused, *child.refused):
+    for refusal in (*(report.refused if report else ()), *child.refused):
         _warn(err, f"not delivered: {refusal}")
     err.flush()
     sys.stdout.flush()

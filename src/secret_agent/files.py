@@ -47,7 +47,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import secrets
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -289,7 +288,7 @@ def _create_temp(dfd: int, name: str, file_mode: int) -> tuple[str, int]:
     """A new, exclusively created temp file beside `name`: its name and write fd."""
     stem = os.fsdecode(os.fsencode(name)[:_TEMP_STEM_BYTES])
     for _ in range(8):
-        tmp = f".{stem}.secret-agent.{secrets.token_hex(6)}.tmp"
+        tmp = f".{stem}.secret-agent.{os.urandom(6).hex()}.tmp"
         try:
             return tmp, os.open(tmp, _TEMP_FLAGS, file_mode, dir_fd=dfd)
         except FileExistsError:

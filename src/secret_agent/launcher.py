@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
+from secret_agent import files, paths
 from secret_agent.config import Config
-from secret_agent.converge import apply_state
 from secret_agent.environ import ChildEnv, child_env
-from secret_agent.errors import LaunchError
+from secret_agent.errors import LaunchError, UnsafePathError
 from secret_agent.model import DesiredState, SyncReport
 from secret_agent.snapshot import load_snapshot
 from secret_agent.state import pid_alive, read_status
@@ -69,8 +69,38 @@ def last_known_good(config: Config) -> tuple[DesiredState, str] | None:
     return desired, str(doc.get("last_good_sync") or "")
 
 
-def ensure_files(config: Config, desired: DesiredState) -> SyncReport:
-    """Make every secret file (and the env file) match `desired`; unchanged ones are left."""
+def files_in_place(config: Config, desired: DesiredState) -> bool:
+    """Whether every deliverable secret file already holds its value with the right mode.
+
+    A read-only check (stat and hash): the common case of `exec` beside a running
+    daemon, which keeps the files current, needs no lock, no plan and no write.
+    """
+    sync = config.sync
+    for secret in desired.secrets:
+        if not secret.file_path:
+            continue
+        try:
+            path = paths.expand_target(secret.file_path, home=sync.home)
+            paths.check_within_roots(path, sync.allowed_roots)
+            seen = files.observe(path, roots=sync.allowed_roots)
+        except UnsafePathError:
+            return False  # let the full pass refuse it and say why
+        if not (
+            seen.is_file
+            and seen.mode == sync.file_mode
+            and seen.sha == files.sha256_hex(secret.value.reveal().encode())
+        ):
+            return False
+    return True
+
+
+def ensure_files(config: Config, desired: DesiredState) -> SyncReport | None:
+    """Make every secret file (and the env file) match `desired`, unless they already do
+    (None). Files that match are never rewritten."""
+    if files_in_place(config, desired):
+        return None
+    from secret_agent.converge import apply_state
+
     return apply_state(config, desired, save=False)
 
 
