@@ -25,11 +25,12 @@ import threading
 import time
 from pathlib import Path
 
+from seed import USER, seeded_store
+
 from secret_agent.coder import CoderClient
 from secret_agent.devserver import Store, ThreadedDevServer
 from secret_agent.redact import Secret
 
-USER = "developer"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -195,17 +196,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--rotations", type=int, default=50)
     args = parser.parse_args()
-    store = Store()
-    store.add_user(USER)
-    token = store.issue_token(USER)
-    for i in range(50):
-        store.create_secret(
-            USER,
-            name=f"secret-{i:04d}",
-            value=f"value-{i:04d}-" + "x" * 40,
-            env_name=f"SECRET_{i:04d}",
-            file_path=f"~/secrets/s{i:04d}/token",
-        )
+    store, token = seeded_store(50)
     with ThreadedDevServer(store, inline_values=True) as server:
         rest = idle(server, token, args.idle_seconds)
         per_poll = steady_requests(server, token)

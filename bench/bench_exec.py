@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from secret_agent.devserver import Store, ThreadedDevServer
+from seed import seeded_store
 
-USER = "developer"
+from secret_agent.devserver import ThreadedDevServer
 
 
 def median_time(argv: list[str], env: dict[str, str], runs: int, cwd: Path) -> float:
@@ -41,17 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
     runs = parser.parse_args().runs
-    store = Store()
-    store.add_user(USER)
-    token = store.issue_token(USER)
-    for i in range(50):
-        store.create_secret(
-            USER,
-            name=f"secret-{i:02d}",
-            value=f"value-{i:02d}-" + "x" * 40,
-            env_name=f"SECRET_{i:02d}",
-            file_path=f"~/s/{i:02d}",
-        )
+    store, token = seeded_store(50)
     dotenv_cli = shutil.which("dotenv") or str(Path(sys.executable).parent / "dotenv")
     with (
         ThreadedDevServer(store, inline_values=True) as server,
@@ -82,7 +72,8 @@ def main() -> None:
                 time.sleep(0.05)
             env_file = home / ".config/secret-agent/secrets.env"
             server.request_log.clear()
-            exe = [sys.executable, "-m", "secret_agent", "exec", "--", "true"]
+            agent_cli = str(Path(sys.executable).parent / "secret-agent")
+            exe = [agent_cli, "exec", "--", "true"]
             fast = median_time(exe, env, runs, home)
             fast_requests = len(server.request_log)
             floor = median_time([sys.executable, "-c", "pass"], env, runs, home)

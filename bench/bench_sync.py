@@ -22,25 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seed import seeded_store
+
 from secret_agent.coder import CoderClient
 from secret_agent.config import load_config
-from secret_agent.devserver import Limits, Store, ThreadedDevServer
+from secret_agent.devserver import ThreadedDevServer
 from secret_agent.redact import Secret
 from secret_agent.sync import make_client, run_pass
 
-USER = "developer"
 REPEATS = 3
-
-
-def seed(store: Store, n: int) -> None:
-    for i in range(n):
-        store.create_secret(
-            USER,
-            name=f"secret-{i:04d}",
-            value=f"value-{i:04d}-" + "x" * 40,
-            env_name=f"SECRET_{i:04d}",
-            file_path=f"~/secrets/s{i:04d}/token",
-        )
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -145,12 +135,7 @@ def cli_steady(url: str, token: str, home: Path) -> float:
 def main() -> None:
     rows = []
     for n in (50, 1000):
-        store = Store(
-            limits=Limits(max_secrets=n, max_total_value_bytes=1 << 30, max_env_value_bytes=1 << 30)
-        )
-        store.add_user(USER)
-        token = store.issue_token(USER)
-        seed(store, n)
+        store, token = seeded_store(n)
         with (
             ThreadedDevServer(store, inline_values=True) as server,
             tempfile.TemporaryDirectory() as a,

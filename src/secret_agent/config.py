@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -235,6 +234,8 @@ def _read_toml(path: str, *, explicit: bool) -> dict[str, object] | None:
         if explicit:
             raise ConfigError("config file not found", file=path)
         return None
+    import tomllib  # only when a file exists: many users have none, and exec pays per launch
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
