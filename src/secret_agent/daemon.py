@@ -35,7 +35,6 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
 from secret_agent import __version__, logs, notify
-from secret_agent.coder import CoderClient
 from secret_agent.config import Config
 from secret_agent.converge import restore_pass
 from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
@@ -43,7 +42,7 @@ from secret_agent.model import FileState, SyncReport
 from secret_agent.report import log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
 from secret_agent.state import SecretStatus, Status, now_iso, write_status
-from secret_agent.sync import make_client, run_pass
+from secret_agent.sync import Clients, make_client, run_pass
 from secret_agent.watch import Reaction, WatchSet, classify, watch_set
 
 log = structlog.get_logger("secret_agent")
@@ -147,8 +146,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._watch_stop = asyncio.Event()
         self._restore_wanted = asyncio.Event()
-        self._client: CoderClient | None = None
-        self._client_config: Config | None = None
+        self._clients: Clients | None = None
         self._ready = False
         self._started = now_iso()
         self._last_good = ""
@@ -205,6 +203,8 @@ class Daemon:
         finally:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
+            if self._clients is not None:
+                self._clients.close()  # ends the agent RPC session and its reader thread
             self._write_status("stopped")
             self._notifier.close()
         log.info("daemon_stopped")
@@ -269,13 +269,12 @@ class Daemon:
         raise RuntimeError("unreachable: the daemon retries forever")
 
     def _pass(self) -> SyncReport:
+        # One holder across polls: the agent RPC's connection stays open between them,
+        # and a reloaded config replaces only the clients whose settings changed.
         config = self._config
-        if self._client is None or self._client_config is not config:
-            if self._client is not None:
-                self._client.close()
-            self._client = make_client(config)
-            self._client_config = config
-        return run_pass(config, self._client, gate=self._gate)
+        clients = self._clients
+        self._clients = make_client(config) if clients is None else clients.renewed(config)
+        return run_pass(config, self._clients, gate=self._gate)
 
     def _retry_wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

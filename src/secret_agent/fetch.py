@@ -1,15 +1,21 @@
 """Fetch: Coder's answers -> the desired state.
 
-A steady-state fetch is exactly one list request: values are asked for only for
-secrets that are new or whose `updated_at`, `env_name` or `file_path` changed since
-the previous state; the others keep the previous state's value.
+With a session token, a steady-state fetch is exactly one list request: values are
+asked for only for secrets that are new or whose `updated_at`, `env_name` or
+`file_path` changed since the previous state (with the agent source, one GetManifest
+serves all of them, and none is made when nothing changed); the others keep the
+previous state's value.
+
+With only an agent token there is no list and no cheap change detection: each fetch
+is one GetManifest, which is the whole desired state. The plan compares it with what
+is on disk, so unchanged secrets still write nothing.
 """
 
 from __future__ import annotations
 
 from secret_agent.coder import CoderClient
 from secret_agent.model import DesiredSecret, DesiredState, SecretMeta
-from secret_agent.sources import ValueSource
+from secret_agent.sources import ManifestReader, ValueSource, manifest_secrets, read_manifest
 
 
 def wanted(meta: SecretMeta) -> bool:
@@ -23,10 +29,12 @@ def fetch_desired(
     """List the user's secrets and build the desired state, fetching only what changed.
 
     Raises:
-        CoderError: the list or a get failed (a 404 on a get is a deletion, not a failure).
+        CoderError: the list, a get or the GetManifest failed (a 404 on a get is a
+            deletion, not a failure).
         ValueSourceError: a changed secret's value cannot be obtained.
     """
     before = client.requests
+    calls_before = source.rpc_calls
     known = {s.name: s for s in previous.secrets}
     metas = [m for m in client.list_secrets() if wanted(m)]
     stale = [m for m in metas if m.name not in known or known[m.name].version != m.version]
@@ -51,5 +59,16 @@ def fetch_desired(
         # else: vanished between list and get; it counts as deleted.
     return DesiredState(
         secrets=tuple(sorted(secrets, key=lambda s: s.name)),
-        requests=client.requests - before,
+        requests=client.requests - before + source.rpc_calls - calls_before,
     )
+
+
+def fetch_manifest_only(agent: ManifestReader) -> DesiredState:
+    """Agent-only mode: one GetManifest is the desired state (names made up, see
+    `sources.manifest_secrets`).
+
+    Raises:
+        CoderError: the GetManifest failed.
+        ValueSourceError: the manifest breaks Coder's uniqueness rules.
+    """
+    return DesiredState(secrets=manifest_secrets(read_manifest(agent)), requests=1)

@@ -1,10 +1,35 @@
-"""Talking to Coder: the user-secrets REST API (and, later, the workspace agent RPC).
+"""Talking to Coder: the user-secrets REST API and the workspace agent RPC.
 
-Code outside this package imports from here only.
+Code outside this package imports from here only (the dev server also imports the
+sans-I/O codecs `yamux`, `drpc` and `manifest` by name). The re-exports are lazy
+(PEP 562): importing `secret_agent.coder.yamux` must not import httpx or websockets,
+so the dev server and the codec tests stay light.
 """
 
 from __future__ import annotations
 
-from secret_agent.coder.rest import MAX_BODY_BYTES, UNSET, CoderClient
+from typing import TYPE_CHECKING
 
-__all__ = ["MAX_BODY_BYTES", "UNSET", "CoderClient"]
+if TYPE_CHECKING:
+    from secret_agent.coder.agent import AgentClient
+    from secret_agent.coder.manifest import ManifestSecret
+    from secret_agent.coder.rest import MAX_BODY_BYTES, UNSET, CoderClient
+
+__all__ = ["MAX_BODY_BYTES", "UNSET", "AgentClient", "CoderClient", "ManifestSecret"]
+
+_WHERE = {
+    "MAX_BODY_BYTES": "secret_agent.coder.rest",
+    "UNSET": "secret_agent.coder.rest",
+    "CoderClient": "secret_agent.coder.rest",
+    "AgentClient": "secret_agent.coder.agent",
+    "ManifestSecret": "secret_agent.coder.manifest",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -9,6 +9,8 @@ the dev server can share them without touching `secret_agent.errors`::
         │                          version mismatch)
         ├── ManifestError          the Manifest protobuf cannot be decoded
         └── AgentRPCStatusError    the server answered with a drpc Error packet (code, text)
+    UnauthorizedError
+    └── AgentTokenRejectedError    401/403 at the agent RPC's door: the agent token
 
 Messages name sizes, stream ids, kinds and field numbers, never payload bytes or values.
 The one piece of peer text that reaches a message is a drpc Error's text, which is
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from secret_agent.errors import CoderError
+from secret_agent.errors import CoderError, UnauthorizedError
 
 # Prefix of drpc's "no such RPC" text (§3.8, §7.5): a renamed service, not a hiccup.
 _UNKNOWN_RPC_PREFIX: Final = "protocol error: unknown rpc:"
@@ -63,3 +65,18 @@ class AgentRPCStatusError(AgentRPCError):
         self.message = message
         self.retryable = code == 0 and not message.startswith(_UNKNOWN_RPC_PREFIX)
         super().__init__(f"agent RPC failed (drpc code {code}): {message}")
+
+
+class AgentTokenRejectedError(UnauthorizedError):
+    """401 (or an old server's 403) from the agent RPC endpoint: the agent token is bad.
+
+    An `UnauthorizedError`, so callers treat it as any rejected credential; its text
+    names the agent token rather than the session token.
+    """
+
+    def __str__(self) -> str:
+        return (
+            CoderError.__str__(self) + " - the workspace agent token (CODER_AGENT_TOKEN) was"
+            " rejected: it is not a current agent token of a running workspace (a rebuild"
+            " issues a new one)"
+        )

@@ -4,6 +4,9 @@ Routes, status codes and error bodies follow `spec/coder-user-secrets-api.md` an
 `reference/coder-user-secrets-internals.md` §1 and §5, so the agent can be tested here
 and meet no surprise against Coder. The one extension is `inline_values`: when on, the
 get-by-name answer carries `"value"` (Coder never sends a value; a list never does).
+The workspace agent RPC (`GET /api/v2/workspaceagents/me/rpc`, the way Coder really
+hands out values) is served by `agentrpc`; this module mounts it and renders its
+refusals like every other error.
 
 Every answer is JSON with `application/json; charset=utf-8`; every refusal, from the
 store or from the door checks here, is a `StoreError` rendered as Coder's
@@ -25,16 +28,23 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
-from secret_agent.devserver.records import StoredSecret, StoreError, User, unknown_user
+from secret_agent.devserver.agentrpc import PATH as AGENT_RPC_PATH
+from secret_agent.devserver.agentrpc import AgentRPC
+from secret_agent.devserver.records import (
+    TOKEN_COOKIE,
+    TOKEN_HEADER,
+    StoredSecret,
+    StoreError,
+    User,
+    unknown_user,
+)
 from secret_agent.devserver.store import Store
 
 VERSION: Final = "v2.33.0-devserver"
-TOKEN_HEADER: Final = "Coder-Session-Token"  # noqa: S105 - a header name
-# The cookie's name, and the query parameter's.
-TOKEN_COOKIE: Final = "coder_session_token"  # noqa: S105 - a cookie name
 MAX_BODY_BYTES: Final = 1 << 20
 SIGNED_OUT: Final = (
     "You are signed out or your session has expired. Please sign in again to continue."
@@ -186,6 +196,7 @@ class _Handlers:
         self.store = store
         self.inline_values = inline_values
         self.deployment_id = str(uuid.uuid4())
+        self.agent_rpc = AgentRPC(store)
 
     def caller(self, request: Request) -> User:
         """The user the session token belongs to.
@@ -223,11 +234,11 @@ class _Handlers:
         return JSONAnswer(
             {
                 "external_url": base,
-                "version": VERSION,
+                "version": request.app.state.build_version,
                 "dashboard_url": base,
                 "telemetry": False,
                 "workspace_proxy": False,
-                "agent_api_version": "2.0",
+                "agent_api_version": "{}.{}".format(*self.agent_rpc.current_version),
                 "upgrade_message": "",
                 "deployment_id": self.deployment_id,
             }
@@ -271,6 +282,16 @@ class _Handlers:
         found = self.store.get_secret(owner.username, name)
         return JSONAnswer(secret_body(found, include_value=self.inline_values))
 
+    async def agent_rpc_endpoint(self, websocket: WebSocket) -> None:
+        """The agent RPC: refusals are HTTP answers before the upgrade (§1.5)."""
+        try:
+            user = self.agent_rpc.admit(websocket)
+        except StoreError as exc:
+            answer = JSONAnswer(error_body(exc), status_code=exc.status)
+            await websocket.send_denial_response(answer)
+            return
+        await self.agent_rpc.serve(websocket, user)
+
 
 async def _on_store_error(_request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StoreError):
@@ -289,8 +310,10 @@ def create_app(store: Store, *, inline_values: bool = False) -> Starlette:
     """A Coder-compatible user-secrets API over `store`.
 
     `app.state.store` is the store and `app.state.request_log` the list of
-    `(method, raw path)` of every request so far. With `inline_values`, the
-    get-by-name answer includes `"value"`.
+    `(method, raw path)` of every HTTP request so far. With `inline_values`, the
+    get-by-name answer includes `"value"`. `app.state.agent_rpc` is the agent RPC
+    endpoint (`agentrpc.AgentRPC`, with its counters and test hooks), and
+    `app.state.build_version` the version buildinfo reports.
     """
     handlers = _Handlers(store, inline_values=inline_values)
     request_log: RequestLog = []
@@ -300,6 +323,7 @@ def create_app(store: Store, *, inline_values: bool = False) -> Starlette:
             Route("/api/v2/buildinfo", handlers.buildinfo, methods=["GET"]),
             Route(base, handlers.secrets, methods=["GET", "POST"]),
             Route(base + "/{name}", handlers.secret, methods=["GET", "PATCH", "DELETE"]),
+            WebSocketRoute(AGENT_RPC_PATH, handlers.agent_rpc_endpoint),
         ],
         middleware=[Middleware(_RequestLogMiddleware, log=request_log)],
         exception_handlers={StoreError: _on_store_error, HTTPException: _on_http_error},
@@ -307,4 +331,6 @@ def create_app(store: Store, *, inline_values: bool = False) -> Starlette:
     app.state.store = store
     app.state.request_log = request_log
     app.state.inline_values = inline_values
+    app.state.agent_rpc = handlers.agent_rpc
+    app.state.build_version = VERSION
     return app

@@ -3,6 +3,7 @@
 One format serves both uses, so a persisted store can be handed around as a seed::
 
     {"users": [{"username": "developer", "id": "<uuid>", "tokens": ["..."],
+                "agent_tokens": ["<uuid>"],
                 "secrets": [{"name": "...", "value": "...", "env_name": "...",
                              "file_path": "...", "description": "...", "enabled": true,
                              "id": "<uuid>", "created_at": "...", "updated_at": "..."}]}]}
@@ -38,7 +39,7 @@ _T = TypeVar("_T")
 # hundred users, and a bound on what a mistaken path (a disk image) makes us read.
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 
-_USER_KEYS: Final = frozenset({"username", "id", "tokens", "secrets"})
+_USER_KEYS: Final = frozenset({"username", "id", "tokens", "agent_tokens", "secrets"})
 _SECRET_KEYS: Final = frozenset(
     {
         "name", "value", "description", "env_name", "file_path", "enabled", "id",
@@ -69,7 +70,18 @@ class SeedUser:
     username: str
     id: str | None = None
     tokens: tuple[str, ...] = ()
+    agent_tokens: tuple[str, ...] = ()
     secrets: tuple[SeedSecret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountDoc:
+    """What `document` writes for one user."""
+
+    user: User
+    tokens: Iterable[str]
+    agent_tokens: Iterable[str]
+    secrets: Iterable[StoredSecret]
 
 
 def format_stamp(moment: datetime) -> str:
@@ -116,6 +128,12 @@ class _Reader:
             return ""
         return self.expect(obj[name], str, f"{key}.{name}", "a string")
 
+    def strings(self, obj: dict[str, object], name: str, key: str) -> tuple[str, ...]:
+        items = self.expect(obj.get(name, []), list, f"{key}.{name}", "a list")
+        return tuple(
+            self.expect(t, str, f"{key}.{name}[{i}]", "a string") for i, t in enumerate(items)
+        )
+
     def stamp(self, obj: dict[str, object], name: str, key: str) -> datetime | None:
         raw = self.text(obj, name, key, required=False)
         if not raw:
@@ -144,14 +162,12 @@ class _Reader:
     def user(self, obj: object, key: str) -> SeedUser:
         entry = self.expect(obj, dict, key, "an object")
         self.keys(entry, _USER_KEYS, key)
-        tokens = self.expect(entry.get("tokens", []), list, f"{key}.tokens", "a list")
         found = self.expect(entry.get("secrets", []), list, f"{key}.secrets", "a list")
         return SeedUser(
             username=self.text(entry, "username", key, required=True),
             id=self.text(entry, "id", key, required=False) or None,
-            tokens=tuple(
-                self.expect(t, str, f"{key}.tokens[{i}]", "a string") for i, t in enumerate(tokens)
-            ),
+            tokens=self.strings(entry, "tokens", key),
+            agent_tokens=self.strings(entry, "agent_tokens", key),
             secrets=tuple(self.secret(s, f"{key}.secrets[{i}]") for i, s in enumerate(found)),
         )
 
@@ -188,19 +204,18 @@ def read_store_file(path: StrPath, *, missing_ok: bool = False) -> list[SeedUser
     return [reader.user(u, f"users[{i}]") for i, u in enumerate(users)]
 
 
-def document(
-    accounts: Iterable[tuple[User, Iterable[str], Iterable[StoredSecret]]],
-) -> dict[str, object]:
-    """The file format for `(user, tokens, secrets)` triples, values revealed.
+def document(accounts: Iterable[AccountDoc]) -> dict[str, object]:
+    """The file format for the accounts, values revealed.
 
     Users and secrets are sorted, so an unchanged store writes identical bytes.
     """
     return {
         "users": [
             {
-                "username": user.username,
-                "id": user.id,
-                "tokens": list(tokens),
+                "username": a.user.username,
+                "id": a.user.id,
+                "tokens": list(a.tokens),
+                "agent_tokens": list(a.agent_tokens),
                 "secrets": [
                     {
                         "id": s.id,
@@ -213,10 +228,10 @@ def document(
                         "created_at": s.created_at,
                         "updated_at": s.updated_at,
                     }
-                    for s in sorted(secrets, key=lambda s: s.name)
+                    for s in sorted(a.secrets, key=lambda s: s.name)
                 ],
             }
-            for user, tokens, secrets in sorted(accounts, key=lambda a: a[0].username)
+            for a in sorted(accounts, key=lambda a: a.user.username)
         ]
     }
 

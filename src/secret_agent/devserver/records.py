@@ -21,6 +21,9 @@ NOT_FOUND_MESSAGE: Final = "Resource not found or you do not have access to this
 UNKNOWN_USER_MESSAGE: Final = '"user" must be an existing uuid or username.'
 NO_FIELDS_MESSAGE: Final = "At least one field must be provided."
 VALIDATION_MESSAGE: Final = "Validation failed."
+TOKEN_HEADER: Final = "Coder-Session-Token"  # noqa: S105 - a header name
+# The cookie's name, and the query parameter's.
+TOKEN_COOKIE: Final = "coder_session_token"  # noqa: S105 - a cookie name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

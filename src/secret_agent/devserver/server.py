@@ -8,6 +8,11 @@ a sleep, and the handshake is printed only once requests can be served::
     secret-agent dev-server listening on http://127.0.0.1:PORT
     CODER_URL=http://127.0.0.1:PORT
     CODER_SESSION_TOKEN=<token>
+    CODER_AGENT_URL=http://127.0.0.1:PORT
+    CODER_AGENT_TOKEN=<agent token>
+
+The first three lines are the handshake scripts wait for; the agent lines are what a
+workspace process would see in its environment, for the `agent` value source.
 
 SIGINT and SIGTERM stop the foreground server gracefully with exit code 0. uvicorn's
 own handler would re-raise the signal after shutdown (exit 130/143), so ours records
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+    from secret_agent.devserver.agentrpc import AgentRPC
     from secret_agent.devserver.app import RequestLog
 
 START_TIMEOUT: Final = 10.0
@@ -73,17 +80,41 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _DenialNoise(logging.Filter):
+    """Drops uvicorn's false alarm after an HTTP answer to a WebSocket upgrade.
+
+    The agent RPC refuses a bad token or version with an HTTP answer before the
+    upgrade, as coderd does; uvicorn's sans-I/O WebSocket protocol sends it, then logs
+    "ASGI callable returned without completing handshake" at ERROR all the same.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("ASGI callable returned without completing")
+
+
 def _uvicorn_server(
     app: Starlette, *, on_started: Callable[[], None], handle_signals: bool
 ) -> uvicorn.Server:
-    """A uvicorn server for `app` that calls `on_started` once it serves requests."""
+    """A uvicorn server for `app` that calls `on_started` once it serves requests.
+
+    On shutdown, live agent RPC sessions get GoAway(0) before uvicorn closes them.
+    """
     import uvicorn  # optional extra, see module docstring
+
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialNoise) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(_DenialNoise())
+    agent_rpc: AgentRPC = app.state.agent_rpc
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
                 on_started()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await agent_rpc.go_away_all()
+            await super().shutdown(sockets=sockets)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -103,6 +134,8 @@ def _uvicorn_server(
         app,
         log_level="warning",
         access_log=False,
+        # coderd never negotiates permessage-deflate on the agent RPC (§1.4).
+        ws_per_message_deflate=False,
         # Logging is configured by the program that runs us, never by a library.
         log_config=None,
         timeout_graceful_shutdown=5,
@@ -114,8 +147,9 @@ class ThreadedDevServer:
     """The dev server on a free loopback port, in a background thread.
 
     Use as a context manager (or call `start` and `stop`); `start` returns once
-    uvicorn serves requests. `url`, `port`, `app`, `store` and `request_log` are
-    ready to use after `start`; the store may be changed directly at any time.
+    uvicorn serves requests. `url`, `port`, `app`, `store`, `request_log` and
+    `agent_rpc` (the agent RPC's counters and test hooks) are ready to use after
+    `start`; the store may be changed directly at any time.
     """
 
     def __init__(
@@ -131,6 +165,7 @@ class ThreadedDevServer:
         self.store = Store() if store is None else store
         self.app = create_app(self.store, inline_values=inline_values)
         self.request_log: RequestLog = self.app.state.request_log
+        self.agent_rpc: AgentRPC = self.app.state.agent_rpc
         self.host = host
         self.port = port
         self.url = ""
@@ -189,12 +224,13 @@ class ThreadedDevServer:
 
 def _prepare_store(
     *, seed: str | None, persist: str | None, username: str, token: str | None
-) -> tuple[Store, str]:
-    """The store to serve, with `username` present and holding a token; and that token.
+) -> tuple[Store, str, str]:
+    """The store to serve, with `username` present and holding tokens; and the session
+    token and agent token to print.
 
     A persist file that already holds users wins over the seed, so restarting with the
     same flags neither re-seeds nor conflicts. Without `token`, the user's oldest
-    token is reused, else a new one is issued.
+    session token is reused, else a new one is issued; likewise the agent token.
 
     Raises:
         ConfigError: a bad seed or persist file, username or token.
@@ -207,11 +243,12 @@ def _prepare_store(
             store.add_user(username)
         if token is not None:
             store.add_token(username, token)
-            return store, token
     except ValueError as exc:
         raise ConfigError(str(exc), key="--token" if token else "--user") from None
     held = store.tokens(username)
-    return store, held[0] if held else store.issue_token(username)
+    session = token if token is not None else held[0] if held else store.issue_token(username)
+    agents = store.agent_tokens(username)
+    return store, session, agents[0] if agents else store.issue_agent_token(username)
 
 
 def serve(
@@ -227,7 +264,7 @@ def serve(
 ) -> int:
     """Run the dev server in the foreground until SIGINT or SIGTERM; return 0.
 
-    Prints the three handshake lines to `out` (flushed) once requests can be served.
+    Prints the handshake lines to `out` (flushed) once requests can be served.
     Port 0 picks a free port; the printed URL has the real one.
 
     Raises:
@@ -236,7 +273,7 @@ def serve(
     """
     from secret_agent.devserver.app import create_app  # optional extra
 
-    store, session_token = _prepare_store(
+    store, session_token, agent_token = _prepare_store(
         seed=seed, persist=persist, username=username, token=token
     )
     app = create_app(store, inline_values=inline_values)
@@ -248,6 +285,8 @@ def serve(
             f"secret-agent dev-server listening on {url}\n"
             f"CODER_URL={url}\n"
             f"CODER_SESSION_TOKEN={session_token}\n"
+            f"CODER_AGENT_URL={url}\n"
+            f"CODER_AGENT_TOKEN={agent_token}\n"
         )
         out.flush()
 

@@ -1,4 +1,4 @@
-"""In-memory users, session tokens and secrets: the state behind the dev server.
+"""In-memory users, tokens and secrets: the state behind the dev server.
 
 The store enforces Coder's rules (see `validation`) and answers refusals with
 `StoreError`, which carries Coder's status, message, detail and validations so the app
@@ -12,35 +12,20 @@ store knows nothing of HTTP; it must not import starlette or uvicorn.
 
 from __future__ import annotations
 
-import contextlib
-import hmac
-import re
-import secrets
-import string
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from secret_agent.devserver import persist, validation
-from secret_agent.devserver.records import (
-    StoredSecret,
-    StoreError,
-    User,
-    not_found,
-    refused,
-    unknown_user,
-)
+from secret_agent.devserver.accounts import Account, Accounts
+from secret_agent.devserver.records import StoredSecret, StoreError, not_found, refused
 from secret_agent.errors import ConfigError, Validation
 from secret_agent.redact import Secret
 
 Clock = Callable[[], datetime]
 
-_TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
-# A token travels in a header, a cookie and a query string: printable ASCII, no space.
-_TOKEN_SHAPE: Final = re.compile(r"[!-~]+")
 _TICK: Final = timedelta(microseconds=1)
 
 
@@ -48,18 +33,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True)
-class _Account:
-    user: User
-    tokens: list[str]
-    secrets: dict[str, StoredSecret]
-
-    def copy(self) -> _Account:
-        return _Account(user=self.user, tokens=list(self.tokens), secrets=dict(self.secrets))
-
-
-class Store:
-    """Users, their session tokens and their secrets, under one lock.
+class Store(Accounts):
+    """Users, their session and agent tokens (see `Accounts`) and their secrets.
 
     Args:
         persist_path: a JSON file (see `persist`) loaded at start if it exists and
@@ -78,13 +53,10 @@ class Store:
         clock: Clock = _utcnow,
         limits: validation.Limits = validation.CODER_LIMITS,
     ) -> None:
+        super().__init__(persist_path=persist_path)
         self._limits = limits
-        self._lock = threading.RLock()
-        self._accounts: dict[str, _Account] = {}
         self._last_stamp: datetime | None = None
-        self._depth = 0
         self._clock = clock
-        self._persist_path = None if persist_path is None else str(persist_path)
         if self._persist_path is not None:
             self._load(self._persist_path, missing_ok=True)
 
@@ -101,11 +73,6 @@ class Store:
         store.load_seed(path)
         return store
 
-    @property
-    def persist_path(self) -> str | None:
-        """Where the store is persisted, or None."""
-        return self._persist_path
-
     def load_seed(self, path: persist.StrPath) -> None:
         """Add the users, tokens and secrets the seed file at `path` describes.
 
@@ -116,110 +83,6 @@ class Store:
                 file, a duplicate user or token, or a secret Coder would refuse.
         """
         self._load(str(path), missing_ok=False)
-
-    # -- users and tokens ---------------------------------------------------------
-
-    def add_user(self, username: str, *, user_id: str | None = None) -> User:
-        """Create a user with no secrets; `user_id` defaults to a fresh uuid4.
-
-        Raises:
-            ValueError: the username breaks Coder's rules or is taken, or the id is
-                not a UUID or is taken.
-        """
-        problem = validation.username_problem(username)
-        if problem is not None:
-            raise ValueError(f"invalid username {username!r}: {problem}")
-        canonical = str(uuid.uuid4()) if user_id is None else validation.canonical_uuid(user_id)
-        if canonical is None:
-            raise ValueError(f"user id {user_id!r} is not a UUID")
-        with self._mutation():
-            if username.lower() in self._accounts:
-                raise ValueError(f"user {username!r} already exists")
-            if any(a.user.id == canonical for a in self._accounts.values()):
-                raise ValueError(f"user id {canonical} is already taken")
-            user = User(username=username, id=canonical)
-            self._accounts[username.lower()] = _Account(user=user, tokens=[], secrets={})
-            return user
-
-    def users(self) -> list[User]:
-        """Every user, in username order."""
-        with self._lock:
-            return sorted((a.user for a in self._accounts.values()), key=lambda u: u.username)
-
-    def get_user(self, username: str) -> User | None:
-        """The user with this username (case-insensitive), or None."""
-        with self._lock:
-            account = self._accounts.get(username.lower())
-            return None if account is None else account.user
-
-    def find_user(self, query: str) -> User | None:
-        """The user `query` names, as Coder resolves `{user}`: a UUID, else a username.
-
-        A query that parses as a UUID is looked up by id only. Usernames match
-        case-insensitively. `me` is the caller's business, not the store's.
-        """
-        with self._lock:
-            canonical = validation.canonical_uuid(query)
-            if canonical is not None:
-                found = (a.user for a in self._accounts.values() if a.user.id == canonical)
-                return next(found, None)
-            return self.get_user(query)
-
-    def issue_token(self, username: str) -> str:
-        """A new session token for the user, Coder-shaped: `<10 chars>-<24 chars>`.
-
-        Raises:
-            StoreError: no such user.
-        """
-        key = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(10))
-        secret = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(24))
-        token = f"{key}-{secret}"
-        self.add_token(username, token)
-        return token
-
-    def add_token(self, username: str, token: str) -> None:
-        """Accept `token` as a session token of the user (idempotent).
-
-        Raises:
-            ValueError: the token is not printable ASCII without spaces, or belongs to
-                another user.
-            StoreError: no such user.
-        """
-        if not _TOKEN_SHAPE.fullmatch(token):
-            raise ValueError("a token must be printable ASCII without spaces")
-        with self._mutation():
-            account = self._account(username)
-            owner = self.user_for_token(token)
-            if owner is not None and owner != account.user:
-                raise ValueError("this token already belongs to another user")
-            if owner is None:
-                account.tokens.append(token)
-
-    def tokens(self, username: str) -> tuple[str, ...]:
-        """The user's session tokens, oldest first.
-
-        Raises:
-            StoreError: no such user.
-        """
-        with self._lock:
-            return tuple(self._account(username).tokens)
-
-    def revoke_token(self, token: str) -> None:
-        """Stop accepting `token`; a token nobody holds is ignored."""
-        with self._mutation():
-            for account in self._accounts.values():
-                if token in account.tokens:
-                    account.tokens.remove(token)
-
-    def user_for_token(self, token: str) -> User | None:
-        """The user holding `token`, or None. Compared in constant time."""
-        presented = token.encode("utf-8", "replace")
-        with self._lock:
-            for account in self._accounts.values():
-                for held in account.tokens:
-                    if hmac.compare_digest(held.encode(), presented):
-                        return account.user
-        return None
 
     # -- secrets ------------------------------------------------------------------
 
@@ -324,12 +187,6 @@ class Store:
 
     # -- internals ----------------------------------------------------------------
 
-    def _account(self, username: str) -> _Account:
-        account = self._accounts.get(username.lower())
-        if account is None:
-            raise unknown_user(username)
-        return account
-
     def _stamp(self) -> datetime:
         now = self._clock().astimezone(UTC)
         if self._last_stamp is not None and now <= self._last_stamp:
@@ -344,7 +201,7 @@ class Store:
         return moment
 
     def _create(
-        self, account: _Account, seed: persist.SeedSecret, *, restore: bool = False
+        self, account: Account, seed: persist.SeedSecret, *, restore: bool = False
     ) -> StoredSecret:
         problems = validation.validate_create(
             name=seed.name,
@@ -389,6 +246,8 @@ class Store:
                     user = self.add_user(seed.username, user_id=seed.id)
                     for token in seed.tokens:
                         self.add_token(user.username, token)
+                    for token in seed.agent_tokens:
+                        self.add_agent_token(user.username, token)
                 except (ValueError, StoreError) as exc:
                     raise ConfigError(str(exc), key=key, file=path) from None
                 account = self._account(user.username)
@@ -398,30 +257,3 @@ class Store:
                     except StoreError as exc:
                         where = f"{key}.secrets[{j}] ({secret.name!r})"
                         raise ConfigError(str(exc), key=where, file=path) from None
-
-    @contextlib.contextmanager
-    def _mutation(self) -> Iterator[None]:
-        """Hold the lock for a change; persist it, or undo it if anything fails.
-
-        Nested mutations (a seed load adds users and secrets) persist once, at the
-        outermost level, so a failing seed leaves neither memory nor file changed.
-        """
-        with self._lock:
-            outermost = self._depth == 0
-            snapshot = {k: a.copy() for k, a in self._accounts.items()} if outermost else None
-            self._depth += 1
-            try:
-                yield
-                if outermost and self._persist_path is not None:
-                    persist.write_store_file(
-                        self._persist_path,
-                        persist.document(
-                            (a.user, a.tokens, a.secrets.values()) for a in self._accounts.values()
-                        ),
-                    )
-            except BaseException:
-                if snapshot is not None:
-                    self._accounts = snapshot
-                raise
-            finally:
-                self._depth -= 1
