@@ -12,16 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from secret_agent import files
-from secret_agent.errors import (
-    ApplyError,
-    PathRefusedError,
-    SecretRefusedError,
-    SymlinkRefusedError,
-    UnsafePathError,
-)
-from secret_agent.ledger import ENV_FILE_SECRET, Ledger, LedgerEntry
-from secret_agent.model import (
-    FileState,
+from secret_agent.actions import (
     ForgetFile,
     KeepFile,
     Outcome,
@@ -30,6 +21,15 @@ from secret_agent.model import (
     WriteEnvFile,
     WriteFile,
 )
+from secret_agent.errors import (
+    ApplyError,
+    PathRefusedError,
+    SecretRefusedError,
+    SymlinkRefusedError,
+    UnsafePathError,
+)
+from secret_agent.ledger import ENV_FILE_SECRET, Ledger, LedgerEntry
+from secret_agent.model import FileState
 from secret_agent.plan import ENV_FILE_MODE
 
 SHORT: int = 12

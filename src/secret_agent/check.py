@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from secret_agent.actions import ForgetFile, KeepFile, Plan, RemoveFile, WriteFile
 from secret_agent.config import Config
-from secret_agent.model import ForgetFile, KeepFile, Plan, RemoveFile, WriteFile
 from secret_agent.sync import make_client, plan_pass
 
 SHORT = 12

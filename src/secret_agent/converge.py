@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from secret_agent import files
+from secret_agent.actions import Plan, SyncReport
 from secret_agent.apply import apply_plan
 from secret_agent.config import Config
 from secret_agent.ledger import Ledger, load_ledger, save_ledger
-from secret_agent.model import DesiredState, Plan, SyncReport
+from secret_agent.model import DesiredState
 from secret_agent.plan import Targets, make_plan
 from secret_agent.snapshot import load_snapshot, save_snapshot
 

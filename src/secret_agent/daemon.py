@@ -35,10 +35,11 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
 from secret_agent import __version__, logs, notify
+from secret_agent.actions import SyncReport
 from secret_agent.config import Config
 from secret_agent.converge import restore_pass
 from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
-from secret_agent.model import FileState, SyncReport
+from secret_agent.model import FileState
 from secret_agent.report import log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
 from secret_agent.state import SecretStatus, Status, now_iso, write_status

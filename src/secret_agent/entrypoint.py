@@ -31,13 +31,14 @@ from typing import Any
 import structlog
 
 from secret_agent import logs
+from secret_agent.actions import SyncReport
 from secret_agent.config import Config, parse_duration
 from secret_agent.daemon import Daemon
 from secret_agent.environ import child_env
 from secret_agent.errors import ConfigError, LaunchError
 from secret_agent.execcmd import command_of, values_for_exec
 from secret_agent.launcher import ensure_files
-from secret_agent.model import DesiredState, SyncReport
+from secret_agent.model import DesiredState
 from secret_agent.snapshot import load_snapshot
 from secret_agent.supervise import FORWARDED, Supervisor, exit_code, parse_signal
 

@@ -17,15 +17,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from secret_agent import files, paths
 from secret_agent.config import Config
 from secret_agent.environ import ChildEnv, child_env
 from secret_agent.errors import LaunchError, UnsafePathError
-from secret_agent.model import DesiredState, SyncReport
+from secret_agent.model import DesiredState
 from secret_agent.snapshot import load_snapshot
 from secret_agent.state import pid_alive, read_status
+
+if TYPE_CHECKING:
+    from secret_agent.actions import SyncReport
 
 # A daemon polls every `interval`; allow a couple of missed polls before its state is
 # called stale and `exec` asks Coder itself.

@@ -23,6 +23,15 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from secret_agent import envfile, paths
+from secret_agent.actions import (
+    FileAction,
+    ForgetFile,
+    KeepFile,
+    Plan,
+    RemoveFile,
+    WriteEnvFile,
+    WriteFile,
+)
 from secret_agent.errors import (
     DuplicateTargetError,
     PathRefusedError,
@@ -32,20 +41,7 @@ from secret_agent.errors import (
 )
 from secret_agent.files import sha256_hex
 from secret_agent.ledger import Ledger, LedgerEntry
-from secret_agent.model import (
-    DesiredSecret,
-    DesiredState,
-    EnvFormat,
-    FileAction,
-    FileState,
-    ForgetFile,
-    KeepFile,
-    Observed,
-    Plan,
-    RemoveFile,
-    WriteEnvFile,
-    WriteFile,
-)
+from secret_agent.model import DesiredSecret, DesiredState, EnvFormat, FileState, Observed
 
 Observe = Callable[[str], Observed]
 """Reads one path's state; raises `UnsafePathError` for a forbidden symlinked parent."""

@@ -10,7 +10,8 @@ from typing import Final
 
 import structlog
 
-from secret_agent.model import FileState, SyncReport
+from secret_agent.actions import SyncReport
+from secret_agent.model import FileState
 
 log = structlog.get_logger("secret_agent")
 

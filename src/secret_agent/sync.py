@@ -15,12 +15,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final
 
+from secret_agent.actions import Plan, SyncReport
 from secret_agent.coder import AgentClient, CoderClient
 from secret_agent.config import Config
 from secret_agent.converge import NO_GATE, apply_state, locked_plan
 from secret_agent.errors import ConfigError, CredentialsError, ValueSourceError
 from secret_agent.fetch import fetch_desired, fetch_manifest_only
-from secret_agent.model import DesiredState, Plan, SyncReport
+from secret_agent.model import DesiredState
 from secret_agent.snapshot import EMPTY as EMPTY_STATE
 from secret_agent.snapshot import load_snapshot
 from secret_agent.sources import NO_AGENT, check_agent_only, make_source

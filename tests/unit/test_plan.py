@@ -6,19 +6,11 @@ import dataclasses
 
 import pytest
 
+from secret_agent.actions import ForgetFile, KeepFile, RemoveFile, WriteFile
 from secret_agent.errors import DuplicateTargetError, PathRefusedError, SymlinkRefusedError
 from secret_agent.files import sha256_hex
 from secret_agent.ledger import EMPTY, Ledger, LedgerEntry
-from secret_agent.model import (
-    DesiredSecret,
-    DesiredState,
-    FileState,
-    ForgetFile,
-    KeepFile,
-    Observed,
-    RemoveFile,
-    WriteFile,
-)
+from secret_agent.model import DesiredSecret, DesiredState, FileState, Observed
 from secret_agent.plan import Targets, make_plan
 from secret_agent.redact import Secret
 
