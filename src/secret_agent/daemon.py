@@ -1,19 +1,21 @@
 """`secret-agent run`: the daemon, and `run --once`.
 
-One asyncio program with four tasks in one TaskGroup:
+One asyncio program with these tasks in one TaskGroup:
 - the poller: a pass every `interval` +/- jitter; failures retry through tenacity
   with full-jitter backoff, `Retry-After` as a floor, and no attempt limit;
 - the watcher: watchfiles on the directories of what we deliver and of the config
   and token files; a target changed or removed by someone else is restored from the
   snapshot (no network), a changed config or token file is reloaded;
+- the restorer: runs those restores one at a time;
 - the watchdog: `WATCHDOG=1` at half of `WATCHDOG_USEC`, from the loop itself, so a
   wedged loop stops the pings;
+- a companion's tasks (`exec --watch`'s child, see `entrypoint`);
 - the main body: waits for SIGTERM/SIGINT, then stops cleanly.
 
-Passes run in a worker thread (httpx and file I/O block). A pass enters the `_Gate`
-before planning: once stopping, no new apply starts, and stopping waits for an
-apply in progress, so SIGTERM never leaves a half-done write. A fetch in flight is
-simply abandoned (it has touched nothing).
+Passes run in a worker thread (httpx and file I/O block; see `worker`). A pass enters
+the `Gate` before planning: once stopping, no new apply starts, and stopping waits
+for an apply in progress, so SIGTERM never leaves a half-done write. A fetch in
+flight is simply abandoned (it has touched nothing).
 
 Signal handlers only set events; the work happens in the tasks. Nothing on disk is
 ever changed because of an error: a failed pass leaves the last applied state.
@@ -26,10 +28,8 @@ import contextlib
 import os
 import random
 import signal
-import threading
-import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
@@ -40,14 +40,14 @@ from secret_agent.config import Config
 from secret_agent.converge import restore_pass
 from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
 from secret_agent.model import FileState
-from secret_agent.report import log_report, log_restore
+from secret_agent.report import daemon_status, log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
-from secret_agent.state import SecretStatus, Status, now_iso, write_status
+from secret_agent.state import now_iso, write_status
 from secret_agent.sync import Clients, make_client, run_pass
 from secret_agent.watch import Reaction, WatchSet, classify, watch_set
+from secret_agent.worker import Gate, Stopping, run_in_thread
 
 log = structlog.get_logger("secret_agent")
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -73,32 +73,6 @@ def cmd_run(config: Config, *, once: bool, load: Callable[[], Config]) -> int:
         return run_once(config)
     make_client(config).close()  # fail fast on a missing URL or credentials
     return asyncio.run(Daemon(config, load=load, env=os.environ).run())
-
-
-class _Stopping(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by the gate inside a pass thread once the daemon is stopping."""
-
-
-class _Gate:
-    """Serialises applies, and closes for good when the daemon stops."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        if self._closed:
-            self._lock.release()
-            raise _Stopping
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def close(self) -> None:
-        """Wait for an apply in progress to end; no apply starts afterwards."""
-        with self._lock:
-            self._closed = True
 
 
 class Companion(Protocol):
@@ -142,7 +116,7 @@ class Daemon:
         self._load = load
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._notifier = notify.Notifier(env)
-        self._gate = _Gate()
+        self._gate = Gate()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._watch_stop = asyncio.Event()
@@ -249,7 +223,7 @@ class Daemon:
         while True:
             try:
                 report = await self._sync_until_good()
-            except _Stopping:
+            except Stopping:
                 return  # stopping: the gate refused to start an apply
             delay = poll_delay(self._policy(), self._rng)
             self._after_good(report, delay)
@@ -260,13 +234,13 @@ class Daemon:
             stop=stop_never,
             wait=self._retry_wait,
             sleep=self._sleep,
-            retry=retry_if_exception(lambda exc: not isinstance(exc, _Stopping)),
+            retry=retry_if_exception(lambda exc: not isinstance(exc, Stopping)),
             before_sleep=self._after_failure,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._in_thread(self._pass)
+                return await run_in_thread(self._pass)
         raise RuntimeError("unreachable: the daemon retries forever")
 
     def _pass(self) -> SyncReport:
@@ -388,8 +362,8 @@ class Daemon:
     async def _restore(self) -> None:
         config = self._config
         try:
-            report = await self._in_thread(lambda: restore_pass(config, gate=self._gate))
-        except _Stopping:
+            report = await run_in_thread(lambda: restore_pass(config, gate=self._gate))
+        except Stopping:
             return
         except Exception as exc:  # noqa: BLE001 - a failed restore must not end the daemon
             log.error("restore_failed", error=str(exc), kind=type(exc).__name__)  # noqa: TRY400 - expected; no traceback
@@ -409,32 +383,6 @@ class Daemon:
 
     # -- plumbing ------------------------------------------------------------
 
-    async def _in_thread(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in a daemon thread: a fetch in flight never delays the exit."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
-        def target() -> None:
-            try:
-                result = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                with contextlib.suppress(RuntimeError):  # the loop is gone: we are exiting
-                    loop.call_soon_threadsafe(settle, None, exc)
-            else:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(settle, result, None)
-
-        threading.Thread(target=target, name="secret-agent-pass", daemon=True).start()
-        return await future
-
     def _write_status(
         self,
         phase: str,
@@ -444,43 +392,18 @@ class Daemon:
         kind: str = "",
         failures: int = 0,
     ) -> None:
-        report = self._last_report
-        status = Status(
-            pid=os.getpid(),
+        status = daemon_status(
+            self._last_report,
             phase=phase,
-            version=__version__,
             started_at=self._started,
-            last_attempt=now_iso(),
             last_good_sync=self._last_good,
-            last_error=error,
-            last_error_kind=kind,
-            consecutive_failures=failures,
-            next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
-            requests_last_pass=report.requests if report else 0,
             env_file=self._config.env_file.path,
-            secrets=_secret_statuses(report) if report else (),
+            next_in=next_in,
+            error=error,
+            kind=kind,
+            failures=failures,
         )
         try:
             write_status(self._config.sync.state_dir, status)
         except (SecretAgentError, OSError) as exc:
             log.warning("status_write_failed", error=str(exc))
-
-
-def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
-    rows: dict[str, SecretStatus] = {}
-    env = dict(report.variables)
-    for o in report.outcomes:
-        if o.secret:
-            rows[o.secret] = SecretStatus(
-                name=o.secret,
-                env_name=env.get(o.secret, ""),
-                path=o.path,
-                state=o.state.value,
-                short_sha=o.short_sha,
-                error=o.error,
-            )
-    for r in report.refused:
-        rows[r.secret] = SecretStatus(name=r.secret, state=FileState.REFUSED.value, error=r.reason)
-    for name, env_name in report.variables:
-        rows.setdefault(name, SecretStatus(name=name, env_name=env_name, state="env"))
-    return tuple(rows[k] for k in sorted(rows))

@@ -6,12 +6,16 @@ names, paths and short hashes, never a value.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Final
 
 import structlog
 
+from secret_agent import __version__
 from secret_agent.actions import SyncReport
 from secret_agent.model import FileState
+from secret_agent.state import SecretStatus, Status, now_iso
 
 log = structlog.get_logger("secret_agent")
 
@@ -82,3 +86,53 @@ def log_restore(report: SyncReport) -> None:
             log.error(
                 "file_failed", path=outcome.path, secret=outcome.secret or None, error=outcome.error
             )
+
+
+def daemon_status(
+    report: SyncReport | None,
+    *,
+    phase: str,
+    started_at: str,
+    last_good_sync: str,
+    env_file: str,
+    next_in: float | None = None,
+    error: str = "",
+    kind: str = "",
+    failures: int = 0,
+) -> Status:
+    """The status document for the daemon's state after its last attempt."""
+    return Status(
+        pid=os.getpid(),
+        phase=phase,
+        version=__version__,
+        started_at=started_at,
+        last_attempt=now_iso(),
+        last_good_sync=last_good_sync,
+        last_error=error,
+        last_error_kind=kind,
+        consecutive_failures=failures,
+        next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
+        requests_last_pass=report.requests if report else 0,
+        env_file=env_file,
+        secrets=_secret_statuses(report) if report else (),
+    )
+
+
+def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
+    rows: dict[str, SecretStatus] = {}
+    env = dict(report.variables)
+    for o in report.outcomes:
+        if o.secret:
+            rows[o.secret] = SecretStatus(
+                name=o.secret,
+                env_name=env.get(o.secret, ""),
+                path=o.path,
+                state=o.state.value,
+                short_sha=o.short_sha,
+                error=o.error,
+            )
+    for r in report.refused:
+        rows[r.secret] = SecretStatus(name=r.secret, state=FileState.REFUSED.value, error=r.reason)
+    for name, env_name in report.variables:
+        rows.setdefault(name, SecretStatus(name=name, env_name=env_name, state="env"))
+    return tuple(rows[k] for k in sorted(rows))
