@@ -170,6 +170,11 @@ class InlineSource:
         found: dict[str, tuple[SecretMeta, Secret]] = {}
         missing: list[SecretMeta] = []
         for meta in metas:
+            if missing:
+                # The server has already answered one get without a value (Coder never
+                # sends one): the rest come from the one GetManifest, not from more gets.
+                missing.append(meta)
+                continue
             try:
                 fresh, value = self._client.get_secret(meta.name)
             except NotFoundError:

@@ -156,11 +156,15 @@ def test_second_run_with_no_change_makes_one_list_and_no_rpc_call(
 def test_auto_takes_values_from_the_agent_when_rest_has_none(
     agent_server: AgentServer, tmp_path: Path
 ) -> None:
-    """Default `auto`: gets carry no value, so one GetManifest serves every changed secret."""
+    """Default `auto`: gets carry no value, so one GetManifest serves every changed secret
+    (after the first value-less get, no more gets are sent)."""
     seed_values(agent_server)
     ws = make_workspace(tmp_path, agent_server)
+    agent_server.server.request_log.clear()
     result = ws.run("run", "--once")
     assert result.returncode == 0, result.stderr
+    gets = [p for m, p in agent_server.server.request_log if m == "GET" and p != LIST[1]]
+    assert len([p for p in gets if "/secrets/" in p]) == 1
     assert (ws.home / ".secrets/multiline").read_text() == VALUES["multiline"]
     assert (ws.home / "file-only.txt").read_text() == f"{CANARY}-file-only"
     assert agent_server.rpc_calls == 1
