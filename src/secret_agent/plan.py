@@ -33,6 +33,7 @@ from secret_agent.actions import (
     WriteFile,
 )
 from secret_agent.errors import (
+    ApplyError,
     DuplicateTargetError,
     PathRefusedError,
     SecretRefusedError,
@@ -120,6 +121,8 @@ def _file_action(
         seen = observe(path)
     except UnsafePathError as exc:
         raise SymlinkRefusedError(exc.reason, secret=secret.name) from None
+    except ApplyError as exc:  # e.g. EACCES: this secret fails, the others go on
+        raise PathRefusedError(f"cannot inspect {path}: {exc}", secret=secret.name) from None
     if seen.is_symlink:
         raise SymlinkRefusedError(
             f"{path} is a symlink; secret-agent never writes through one", secret=secret.name
@@ -143,6 +146,10 @@ def _release(entry: LedgerEntry, *, prune: bool, observe: Observe) -> RemoveFile
         seen = observe(entry.path)
     except UnsafePathError:
         return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.FOREIGN)
+    except ApplyError:
+        # Unreadable now: let apply try (and fail) the checked removal, which keeps the
+        # ledger entry, so the file is pruned once it can be read again.
+        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha)
     if not seen.exists:
         return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.REMOVED)
     if seen.is_file and not seen.is_symlink and seen.sha == entry.sha:
@@ -173,8 +180,8 @@ def _env_action(
     sha = sha256_hex(content)
     try:
         seen = observe(targets.env_path)
-    except UnsafePathError:
-        seen = Observed(path=targets.env_path, exists=False)
+    except (UnsafePathError, ApplyError):
+        seen = Observed(path=targets.env_path, exists=False)  # apply's write reports why
     unchanged = (
         seen.exists
         and seen.is_file

@@ -265,3 +265,22 @@ def test_no_value_in_output_ledger_or_state_at_debug(
     assert_no_leak(values, all_output(first), all_output(second), ledger)
     assert mode(workspace.state_dir / "values.json") == 0o600
     assert mode(workspace.state_dir) == 0o700
+
+
+def test_an_uninspectable_target_fails_alone_and_the_rest_rotates(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """A target whose parent is a regular file fails that secret only; others still apply."""
+    (workspace.home / "afile").write_text("not a directory")
+    create(dev_server, "broken", f"{CANARY}-broken", file_path="~/afile/x")
+    create(dev_server, "fine", f"{CANARY}-fine-1", file_path="~/fine.txt")
+    result = workspace.run("run", "--once")
+    assert result.returncode == 1
+    assert "broken" in result.stderr
+    assert (workspace.home / "fine.txt").read_text() == f"{CANARY}-fine-1"
+    with client_for(dev_server) as client:
+        client.update_secret("fine", value=Secret(f"{CANARY}-fine-2"))
+    again = workspace.run("run", "--once")
+    assert again.returncode == 1
+    assert (workspace.home / "fine.txt").read_text() == f"{CANARY}-fine-2"
+    assert (workspace.home / "afile").read_text() == "not a directory"
