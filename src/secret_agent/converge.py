@@ -8,7 +8,7 @@ which is why nothing here may import httpx or the Coder client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from secret_agent import files
@@ -23,12 +23,13 @@ from secret_agent.snapshot import load_snapshot, save_snapshot
 NO_GATE: AbstractContextManager[object] = nullcontext()
 
 
-def targets_of(config: Config) -> Targets:
+def targets_of(config: Config, *, release: bool = True) -> Targets:
     return Targets(
         home=config.sync.home,
         roots=config.sync.allowed_roots,
         file_mode=config.sync.file_mode,
         prune=config.sync.prune,
+        release=release,
         env_path=config.env_file.path,
         env_format=config.env_file.format,
         allow_reserved=config.env_file.allow_reserved,
@@ -36,14 +37,19 @@ def targets_of(config: Config) -> Targets:
 
 
 def restore_pass(
-    config: Config, *, gate: AbstractContextManager[object] = NO_GATE
+    config: Config, *, gate: AbstractContextManager[object] = NO_GATE, release: bool = True
 ) -> SyncReport | None:
     """Re-apply the last fetched state without asking Coder (a file was changed or
-    removed by someone else). None when there is no snapshot to restore from."""
-    desired = load_snapshot(config.sync.state_dir)
-    if desired is None:
-        return None
-    return apply_state(config, desired, gate=gate, save=False)
+    removed by someone else). None when there is no snapshot to restore from.
+
+    The snapshot is read under the lock: one read before it could be a state a pass
+    has just replaced, and applying it would put old values back.
+    `release=False` (for `exec`, whose flags may differ from the daemon's config)
+    leaves every target it does not claim, and its ledger entry, alone.
+    """
+    return _apply(
+        config, lambda: load_snapshot(config.sync.state_dir), gate=gate, save=False, release=release
+    )
 
 
 def apply_state(
@@ -54,8 +60,26 @@ def apply_state(
     save: bool = True,
 ) -> SyncReport:
     """Plan and apply `desired` under the state lock; `save` records it as the snapshot."""
+    report = _apply(config, lambda: desired, gate=gate, save=save, release=True)
+    if report is None:  # only a loader returning None gets here
+        raise AssertionError("apply_state: no desired state")
+    return report
+
+
+def _apply(
+    config: Config,
+    load: Callable[[], DesiredState | None],
+    *,
+    gate: AbstractContextManager[object],
+    save: bool,
+    release: bool,
+) -> SyncReport | None:
     state_dir = config.sync.state_dir
-    with gate, locked_plan(config, desired) as (plan, ledger):
+    with gate, files.lock_exclusive(state_dir):
+        desired = load()
+        if desired is None:
+            return None
+        plan, ledger = plan_locked(config, desired, release=release)
         applied = apply_plan(
             plan,
             ledger,
@@ -92,15 +116,21 @@ def _variables(desired: DesiredState, plan: Plan) -> tuple[tuple[str, str], ...]
 @contextmanager
 def locked_plan(config: Config, desired: DesiredState) -> Iterator[tuple[Plan, Ledger]]:
     """Hold the state lock while planning and whatever the caller does next."""
-    state_dir = config.sync.state_dir
+    with files.lock_exclusive(config.sync.state_dir):
+        yield plan_locked(config, desired)
+
+
+def plan_locked(
+    config: Config, desired: DesiredState, *, release: bool = True
+) -> tuple[Plan, Ledger]:
+    """The plan for `desired` against the ledger and the disk; the caller holds the lock."""
     roots = config.sync.allowed_roots
-    with files.lock_exclusive(state_dir):
-        ledger = load_ledger(state_dir)
-        plan = make_plan(
-            desired,
-            ledger,
-            targets=targets_of(config),
-            observe_secret=lambda p: files.observe(p, roots=roots),
-            observe_local=lambda p: files.observe(p, roots=None),
-        )
-        yield plan, ledger
+    ledger = load_ledger(config.sync.state_dir)
+    plan = make_plan(
+        desired,
+        ledger,
+        targets=targets_of(config, release=release),
+        observe_secret=lambda p: files.observe(p, roots=roots),
+        observe_local=lambda p: files.observe(p, roots=None),
+    )
+    return plan, ledger

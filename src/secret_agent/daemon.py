@@ -42,7 +42,7 @@ from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
 from secret_agent.model import FileState
 from secret_agent.report import daemon_status, log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
-from secret_agent.state import now_iso, write_status
+from secret_agent.state import now_iso, source_of, write_status
 from secret_agent.sync import Clients, make_client, run_pass
 from secret_agent.watch import Reaction, WatchSet, classify, watch_set
 from secret_agent.worker import Gate, Stopping, run_in_thread
@@ -392,12 +392,14 @@ class Daemon:
         kind: str = "",
         failures: int = 0,
     ) -> None:
+        coder = self._config.coder
         status = daemon_status(
             self._last_report,
             phase=phase,
             started_at=self._started,
             last_good_sync=self._last_good,
             env_file=self._config.env_file.path,
+            source=source_of(coder.url, coder.agent_url, coder.user),
             next_in=next_in,
             error=error,
             kind=kind,

@@ -69,6 +69,8 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
     try:
         return _fetch(config)
     except (CoderError, CredentialsError) as exc:
+        if isinstance(exc, CoderError) and not exc.retryable:
+            raise  # Coder answered (400, 403, 404...): not an outage to ride out
         if args.require_fresh:
             raise StaleStateError(f"cannot get fresh secrets ({exc}); --require-fresh") from exc
         fallback = launcher.last_known_good(config)

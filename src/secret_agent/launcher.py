@@ -25,7 +25,7 @@ from secret_agent.environ import ChildEnv, child_env
 from secret_agent.errors import LaunchError, UnsafePathError
 from secret_agent.model import DesiredState
 from secret_agent.snapshot import load_snapshot
-from secret_agent.state import pid_alive, read_status
+from secret_agent.state import pid_alive, read_status, source_of
 
 if TYPE_CHECKING:
     from secret_agent.actions import SyncReport
@@ -54,6 +54,11 @@ def daemon_state(config: Config, *, max_age: float, now: float | None = None) ->
     doc = read_status(config.sync.state_dir)
     if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
         return None
+    coder = config.coder
+    if (doc.get("coder_url"), doc.get("coder_user")) != source_of(
+        coder.url, coder.agent_url, coder.user
+    ):
+        return None  # the daemon serves another deployment or user than this exec asks for
     age = _age(doc.get("last_good_sync"), now=now)
     if age is None or age > max_age:
         return None
@@ -69,6 +74,10 @@ def last_known_good(config: Config) -> tuple[DesiredState, str] | None:
     if desired is None:
         return None
     doc = read_status(config.sync.state_dir) or {}
+    coder = config.coder
+    recorded = (doc.get("coder_url"), doc.get("coder_user"))
+    if doc and recorded != source_of(coder.url, coder.agent_url, coder.user):
+        return None  # another deployment's or user's secrets
     return desired, str(doc.get("last_good_sync") or "")
 
 
@@ -98,13 +107,18 @@ def files_in_place(config: Config, desired: DesiredState) -> bool:
 
 
 def ensure_files(config: Config, desired: DesiredState) -> SyncReport | None:
-    """Make every secret file (and the env file) match `desired`, unless they already do
-    (None). Files that match are never rewritten."""
+    """Make the secret files (and the env file) match the last fetched state, unless
+    they already match `desired` (None). Files that match are never rewritten.
+
+    The state applied is re-read under the lock (a daemon may have just replaced it),
+    and nothing this config does not claim is removed or forgotten: `exec`'s flags
+    may differ from the daemon's config, whose files are the daemon's business.
+    """
     if files_in_place(config, desired):
         return None
-    from secret_agent.converge import apply_state
+    from secret_agent.converge import restore_pass
 
-    return apply_state(config, desired, save=False)
+    return restore_pass(config, release=False)
 
 
 def prepare_env(config: Config, desired: DesiredState, inherited: Mapping[str, str]) -> ChildEnv:

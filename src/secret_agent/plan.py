@@ -58,6 +58,9 @@ class Targets:
     roots: Sequence[str]
     file_mode: int = 0o600
     prune: bool = True
+    # False: targets not claimed now are none of this pass's business (exec, whose
+    # flags may differ from the daemon's config): no removal, and no ledger change.
+    release: bool = True
     env_path: str = ""
     env_format: EnvFormat = EnvFormat.POSIX
     allow_reserved: Collection[str] = ()
@@ -91,7 +94,7 @@ def make_plan(
     if env_file is not None:
         claimed.add(env_file.path)
     for entry in sorted(ledger.entries.values(), key=lambda e: e.path):
-        if entry.path not in claimed:
+        if entry.path not in claimed and targets.release:
             local = entry.secret == ""
             actions.append(
                 _release(

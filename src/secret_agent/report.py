@@ -95,6 +95,7 @@ def daemon_status(
     started_at: str,
     last_good_sync: str,
     env_file: str,
+    source: tuple[str, str] = ("", ""),
     next_in: float | None = None,
     error: str = "",
     kind: str = "",
@@ -114,6 +115,8 @@ def daemon_status(
         next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
         requests_last_pass=report.requests if report else 0,
         env_file=env_file,
+        coder_url=source[0],
+        coder_user=source[1],
         secrets=_secret_statuses(report) if report else (),
     )
 

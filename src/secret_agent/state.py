@@ -48,7 +48,15 @@ class Status:
     next_attempt: str = ""
     requests_last_pass: int = 0
     env_file: str = ""
+    # Whose secrets these are: `exec` uses the daemon's state only for the same ones.
+    coder_url: str = ""
+    coder_user: str = ""
     secrets: tuple[SecretStatus, ...] = field(default=())
+
+
+def source_of(url: str, agent_url: str, user: str) -> tuple[str, str]:
+    """The (deployment, user) key a status is recorded under and `exec` matches."""
+    return (url or agent_url).rstrip("/"), user
 
 
 def now_iso(epoch: float | None = None) -> str:

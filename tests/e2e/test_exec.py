@@ -356,3 +356,27 @@ def test_pid1_reaps_orphaned_grandchildren(dev_server: DevServer, workspace: Wor
     )
     assert result.returncode == 0, result.stderr
     assert "zombies 0 left 0" in result.stdout, result.stdout
+
+
+def test_exec_flags_never_touch_the_daemons_files_or_borrow_its_values(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """exec --env-file '' keeps the daemon's env file; another user never gets its values."""
+    daemon_config(workspace, interval="30s")
+    create(dev_server, "tok", CANARY, env_name="TOK", file_path="~/tok")
+    notify = NotifySocket()
+    try:
+        with running(Daemon(workspace, env={"NOTIFY_SOCKET": notify.path})) as daemon:
+            notify.wait_for("READY=1", timeout=10)
+            env_before = workspace.env_file.read_bytes()
+            (workspace.home / "tok").unlink()  # so exec has to put a file back itself
+            quiet = workspace.run("exec", "--env-file", "", "--", "true")
+            assert quiet.returncode == 0, quiet.stderr
+            assert workspace.env_file.read_bytes() == env_before
+            assert (workspace.home / "tok").read_text() == CANARY
+            other = workspace.run("exec", "--user", "somebody-else", "--", "true")
+            assert other.returncode != 0  # asked Coder for that user: not the daemon's values
+            assert daemon.stop() == 0
+    finally:
+        notify.close()
+    assert_no_leak([CANARY], quiet.stderr, other.stderr)
