@@ -21,7 +21,7 @@ from typing import Any, Final, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from secret_agent.redact import REDACTED, scrub
+from secret_agent.redact import REDACTED, Secret, scrub
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -35,23 +35,33 @@ SENSITIVE_KEYS: Final = frozenset({"value", "token", "content", "password"})
 def redact_event(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """Scrub known values from every string in the event, recursively."""
     for key in list(event):
-        if key in SENSITIVE_KEYS:
-            event[key] = REDACTED
-        else:
-            event[key] = _scrub_any(event[key])
+        value = event.pop(key)
+        safe_key = scrub(key)
+        event[safe_key] = REDACTED if key in SENSITIVE_KEYS else _scrub_any(value)
     return event
 
 
 def _scrub_any(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return scrub(obj)
+    if obj is None or isinstance(obj, bool | int | float):
+        return obj
     if isinstance(obj, MutableMapping):
-        return {k: REDACTED if k in SENSITIVE_KEYS else _scrub_any(v) for k, v in obj.items()}
+        return {
+            scrub(str(k)): REDACTED if k in SENSITIVE_KEYS else _scrub_any(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple):
         return [_scrub_any(v) for v in obj]
-    if isinstance(obj, BaseException):
-        return scrub(f"{type(obj).__name__}: {obj}")
-    return obj
+    if isinstance(obj, Secret):
+        text = REDACTED
+    elif isinstance(obj, str):
+        text = obj
+    elif isinstance(obj, BaseException):
+        text = f"{type(obj).__name__}: {obj}"
+    else:
+        # Anything else (bytes, sets, objects) would be rendered later through its
+        # repr, after this processor: render it now, so the scrub sees that text.
+        text = repr(obj)
+    return scrub(text)
 
 
 def _format_exception(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:

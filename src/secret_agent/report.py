@@ -15,6 +15,7 @@ import structlog
 from secret_agent import __version__
 from secret_agent.actions import SyncReport
 from secret_agent.model import FileState
+from secret_agent.redact import scrub
 from secret_agent.state import SecretStatus, Status, now_iso
 
 log = structlog.get_logger("secret_agent")
@@ -109,7 +110,7 @@ def daemon_status(
         started_at=started_at,
         last_attempt=now_iso(),
         last_good_sync=last_good_sync,
-        last_error=error,
+        last_error=scrub(error),
         last_error_kind=kind,
         consecutive_failures=failures,
         next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
@@ -132,10 +133,12 @@ def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
                 path=o.path,
                 state=o.state.value,
                 short_sha=o.short_sha,
-                error=o.error,
+                error=scrub(o.error),
             )
     for r in report.refused:
-        rows[r.secret] = SecretStatus(name=r.secret, state=FileState.REFUSED.value, error=r.reason)
+        rows[r.secret] = SecretStatus(
+            name=r.secret, state=FileState.REFUSED.value, error=scrub(r.reason)
+        )
     for name, env_name in report.variables:
         rows.setdefault(name, SecretStatus(name=name, env_name=env_name, state="env"))
     return tuple(rows[k] for k in sorted(rows))

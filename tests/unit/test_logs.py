@@ -44,3 +44,32 @@ def test_secret_wrapper_never_prints_its_value() -> None:
     s = Secret(CANARY)
     assert CANARY not in f"{s} {s!r} {s!s} {[s]} { ({'k': s}) }"
     assert s.reveal() == CANARY
+
+
+def test_values_inside_bytes_sets_objects_and_keys_are_scrubbed() -> None:
+    """Whatever its type, a logged object is rendered and scrubbed before it is printed."""
+    known_values.add([CANARY])
+
+    class Holder:
+        def __repr__(self) -> str:
+            return f"Holder({CANARY})"
+
+    out = io.StringIO()
+    logs.configure(level="debug", fmt="json", stream=out)
+    structlog.get_logger("test").info(
+        "odd_types", data=CANARY.encode(), s={CANARY}, obj=Holder(), **{CANARY: 1}
+    )
+    assert CANARY not in out.getvalue()
+    assert "[redacted]" in out.getvalue()
+
+
+def test_stdlib_logging_goes_through_the_same_scrub() -> None:
+    """A library logging a value through stdlib logging is scrubbed too."""
+    import logging
+
+    known_values.add([CANARY])
+    out = io.StringIO()
+    logs.configure(level="debug", fmt="json", stream=out)
+    logging.getLogger("somelib").warning("token is %s", CANARY)
+    assert out.getvalue()
+    assert CANARY not in out.getvalue()
