@@ -370,6 +370,10 @@ class Daemon:
             return
         if report is not None:
             log_restore(report)
+            if any(o.state is FileState.WRITTEN for o in report.outcomes):
+                # A restore may have recreated a directory: watches on the old inode
+                # see nothing, so rebuild them.
+                self._watch_stop.set()
 
     # -- systemd watchdog ----------------------------------------------------
 

@@ -43,6 +43,7 @@ from secret_agent.snapshot import load_snapshot
 from secret_agent.supervise import FORWARDED, Supervisor, exit_code, parse_signal
 
 log = structlog.get_logger("secret_agent")
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +92,7 @@ class ChildCompanion:
         self._changed = asyncio.Event()
         self._restarting = False
         self._restarted = asyncio.Event()
+        self._stop_signal: signal.Signals | None = None
         self._code = 0
 
     def _env(self, desired: DesiredState) -> dict[str, str]:
@@ -100,10 +102,16 @@ class ChildCompanion:
 
     def signal_handlers(self) -> Mapping[signal.Signals, Callable[[], None]]:
         handlers: dict[signal.Signals, Callable[[], None]] = {
-            sig: functools.partial(self._sup.forward, sig) for sig in FORWARDED
+            sig: functools.partial(self._forward, sig) for sig in FORWARDED
         }
         handlers[signal.SIGCHLD] = self._sup.reap
         return handlers
+
+    def _forward(self, sig: signal.Signals) -> None:
+        if sig in STOP_SIGNALS:
+            # Remembered: a stop that lands mid-restart must not be lost on the old child.
+            self._stop_signal = sig
+        self._sup.forward(sig)
 
     async def start(self) -> None:
         # (1)
@@ -153,6 +161,8 @@ class ChildCompanion:
             await self._act()
 
     async def _act(self) -> None:
+        if self._stop_signal is not None:
+            return  # stopping: the child is on its way out, leave it be
         desired = load_snapshot(self._config().sync.state_dir)
         if desired is None or desired.fingerprint() == self._running_fingerprint:
             return
@@ -176,7 +186,13 @@ class ChildCompanion:
         self._restarting = True
         self._restarted.clear()
         try:
-            await self._sup.restart(self._env(desired))
+            started = await self._sup.restart(
+                self._env(desired), abort=lambda: self._stop_signal is not None
+            )
+            if not started:  # told to stop while the old child was stopping
+                self._code = exit_code(self._sup.returncode or 0)
+                self._stop_daemon()
+                return
             log.info("child_restarted", pid=self._sup.pid)
         except OSError as exc:
             log.error("child_restart_failed", error=exc.strerror)  # noqa: TRY400

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 FORWARDED: Final = frozenset(
@@ -156,8 +156,14 @@ class Supervisor:
             return 0.0
         return self._window - (now - self._restarts[0])
 
-    async def restart(self, env: Mapping[str, str]) -> None:
-        """(5) Stop the child and start it again with `env`."""
+    async def restart(
+        self, env: Mapping[str, str], *, abort: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """(5) Stop the child and start it again with `env`; False (and no new child)
+        when `abort()` says, once the old one is gone, that we are stopping instead."""
         self._restarts.append(time.monotonic())
         await self.stop()
+        if abort():
+            return False
         self.start(env)
+        return True

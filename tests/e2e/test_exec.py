@@ -380,3 +380,34 @@ def test_exec_flags_never_touch_the_daemons_files_or_borrow_its_values(
     finally:
         notify.close()
     assert_no_leak([CANARY], quiet.stderr, other.stderr)
+
+
+def test_watch_stop_signal_during_a_restart_is_not_lost(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """SIGTERM while a restart is stopping the old child: no new child, exec exits."""
+    daemon_config(workspace, interval="200ms")
+    create(dev_server, "tok", f"{CANARY}-1", env_name="TOK")
+    prog = child("""
+        import signal, sys, time
+        def term(*_):
+            print("term", flush=True)
+            time.sleep(1.0)  # a slow, clean shutdown
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, term)
+        print("start", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    proc = spawn(workspace, "--watch", "--debounce", "100ms", "--", *prog)
+    try:
+        lines = Lines(proc)
+        lines.wait_for("start")
+        with CoderClient(url=dev_server.url, token=Secret(dev_server.token)) as c:
+            c.update_secret("tok", value=Secret(f"{CANARY}-2"))
+        lines.wait_for("term")  # the restart is stopping the old child
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        finish(proc)
+    assert lines.seen.count("start") == 1

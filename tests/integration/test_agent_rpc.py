@@ -171,6 +171,8 @@ def test_connection_dropped_between_calls_is_replaced_silently(agent_server: Age
         client.get_manifest_secrets()
         assert rpc.drop_all() == 1
         wait_until(lambda: rpc.live_connections == 0, 5, "the drop")
+        # The client's reader sees the close a moment after the server counts it.
+        wait_until(lambda: not client.connected, 5, "the client noticing the drop")
         client.get_manifest_secrets()
         assert client.connections == 2
 

@@ -155,6 +155,12 @@ class AgentClient:
         if conn is not None:
             conn.close()
 
+    @property
+    def connected(self) -> bool:
+        """Whether an open, usable connection is waiting for the next call."""
+        conn = self._conn
+        return conn is not None and conn.usable
+
     def get_manifest_secrets(self) -> tuple[ManifestSecret, ...]:
         """One `GetManifest`: every secret the manifest carries, in server order.
 
