@@ -8,6 +8,7 @@ which is why nothing here may import httpx or the Coder client.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
@@ -75,7 +76,7 @@ def _apply(
     release: bool,
 ) -> SyncReport | None:
     state_dir = config.sync.state_dir
-    with gate, files.lock_exclusive(state_dir):
+    with gate, _termination_deferred(), files.lock_exclusive(state_dir):
         desired = load()
         if desired is None:
             return None
@@ -100,6 +101,22 @@ def _apply(
         variables=_variables(desired, plan),
         fingerprint=desired.fingerprint(),
     )
+
+
+@contextmanager
+def _termination_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT for this thread until the pass's files and ledger agree.
+
+    A `run --once` or `exec` killed between a rename and the ledger write would leave a
+    file nobody prunes; the signal is delivered (and acted on) right after instead.
+    The daemon stops through its gate, so in its worker thread this changes nothing.
+    """
+    deferred = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _variables(desired: DesiredState, plan: Plan) -> tuple[tuple[str, str], ...]:
