@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
 
 RETRY_AFTER_CAP: Final = 3600.0
@@ -67,3 +69,20 @@ def backoff_delay(
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
     return delay
+
+
+def parse_retry_after(header: str | None, *, now: datetime) -> float | None:
+    """Seconds from a `Retry-After` header, delta-seconds or an HTTP date (RFC 9110);
+    None when absent or unreadable. Never negative."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isascii() and header.isdigit():
+        return float(header)
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

@@ -269,3 +269,26 @@ def test_backoff_delay_bounds_property(
     assert _within(delay, max(low, floor), max(high, floor))
     assert delay >= floor
     assert delay > 0.0  # a failing server is never hammered
+
+
+class TestParseRetryAfter:
+    NOW = __import__("datetime").datetime(2026, 1, 1, 12, 0, 0, tzinfo=__import__("datetime").UTC)
+
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            pytest.param("7", 7.0, id="seconds"),
+            pytest.param(" 120 ", 120.0, id="padded"),
+            pytest.param("Thu, 01 Jan 2026 12:00:30 GMT", 30.0, id="http-date"),
+            pytest.param("Thu, 01 Jan 2026 11:00:00 GMT", 0.0, id="date-in-the-past"),
+            pytest.param("", None, id="empty"),
+            pytest.param(None, None, id="absent"),
+            pytest.param("soon", None, id="garbage"),
+            pytest.param("\u00b2", None, id="non-ascii-digit"),
+        ],
+    )
+    def test_forms(self, header: str | None, expected: float | None) -> None:
+        """Delta-seconds and HTTP dates both give seconds; anything else is None."""
+        from secret_agent.schedule import parse_retry_after
+
+        assert parse_retry_after(header, now=self.NOW) == expected

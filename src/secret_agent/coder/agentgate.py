@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 from secret_agent.coder.errors import AgentProtocolError, AgentTokenRejectedError
@@ -22,6 +23,7 @@ from secret_agent.errors import (
     ServerError,
     Validation,
 )
+from secret_agent.schedule import parse_retry_after
 
 RPC_PATH: Final = "/api/v2/workspaceagents/me/rpc"
 MIN_ROLE_VERSION: Final = (2, 31)
@@ -108,7 +110,7 @@ def refusal(
         message=message,
         detail=str(doc.get("detail") or ""),
         validations=validations,
-        retry_after=float(after) if after.isdigit() else None,
+        retry_after=parse_retry_after(after, now=datetime.now(UTC)),
     )
 
 

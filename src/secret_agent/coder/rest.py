@@ -16,7 +16,6 @@ import json
 import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -36,6 +35,7 @@ from secret_agent.errors import (
 )
 from secret_agent.model import SecretMeta
 from secret_agent.redact import Secret
+from secret_agent.schedule import parse_retry_after
 
 # Coder's own cap on a manifest; a user's list is at most 50 small records, so a body
 # this size is already wrong, and reading more would only cost memory.
@@ -266,7 +266,7 @@ def _decode_json(resp: httpx.Response, raw: bytes, *, where: str) -> Any:
 def _status_error(resp: httpx.Response, raw: bytes, *, where: str) -> CoderAPIError:
     status = resp.status_code
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else CoderAPIError)
-    retry_after = _retry_after(resp.headers.get("retry-after"))
+    retry_after = parse_retry_after(resp.headers.get("retry-after"), now=datetime.now(UTC))
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -287,22 +287,6 @@ def _status_error(resp: httpx.Response, raw: bytes, *, where: str) -> CoderAPIEr
         validations=validations,
         retry_after=retry_after,
     )
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date."""
-    if not header:
-        return None
-    header = header.strip()
-    if header.isdigit():
-        return float(header)
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 _STR_FIELDS: Final = ("id", "description", "env_name", "file_path", "created_at", "updated_at")
