@@ -350,6 +350,8 @@ class Daemon:
                 reaction = classify(changes, watched)
                 if Reaction.RELOAD in reaction:
                     self._reload("config or token file changed")
+                if Reaction.REWATCH in reaction:
+                    self._watch_stop.set()
                 if Reaction.RESTORE in reaction:
                     self._restore_wanted.set()
 

@@ -156,3 +156,18 @@ def test_a_path_in_both_sets_asks_for_both() -> None:
     """A file that is both a target and a config file asks for RESTORE and RELOAD."""
     ws = WatchSet(targets=frozenset({TOKEN}), config_files=frozenset({TOKEN}), dirs=())
     assert classify([(Change.modified, TOKEN)], ws) == BOTH
+
+
+def test_a_missing_token_directory_is_awaited_from_its_nearest_ancestor(tmp_path: Path) -> None:
+    """Before `coder login`, the session file's directory is awaited: its existing
+    ancestor is watched, and a change on the way there asks for a rewatch and reload."""
+    token = tmp_path / ".config/coderv2/session"
+    ws = watch_set([], [str(token)])
+    assert ws.dirs == (str(tmp_path),)
+    assert ws.awaited == frozenset({str(token.parent)})
+    created = classify([(Change.added, str(tmp_path / ".config"))], ws)
+    assert Reaction.REWATCH in created
+    assert Reaction.RELOAD in created
+    assert classify([(Change.added, str(tmp_path / "other"))], ws) == Reaction.NONE
+    token.parent.mkdir(parents=True)
+    assert watch_set([], [str(token)]).dirs == (str(token.parent),)
