@@ -74,7 +74,15 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
         ok = _writable(path, is_dir=is_dir)
         problems += not ok
         print(f"{label + ':':<10} {path} ({'writable' if ok else 'NOT WRITABLE'})", file=out)
-    print(f"coder:     {config.coder.url} (user {config.coder.user})", file=out)
+    coder = config.coder
+    if coder.url:
+        print(f"coder:     {coder.url} (user {coder.user})", file=out)
+    else:  # agent-only mode: no session token, the manifest is everything
+        print(
+            f"coder:     {coder.agent_url} (agent token only: values and targets from"
+            " the workspace agent RPC)",
+            file=out,
+        )
     with make_client(config) as client:
         planned = plan_pass(config, client)
     print(
