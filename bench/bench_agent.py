@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seed import USER, seeded_store
+
 from secret_agent import logs
 from secret_agent.coder import AgentClient, CoderClient
 from secret_agent.config import load_config
@@ -31,7 +33,6 @@ from secret_agent.devserver import Store, ThreadedDevServer
 from secret_agent.redact import Secret
 from secret_agent.sync import make_client, run_pass
 
-USER = "developer"
 SECRETS = 50
 WARM_REPEATS = 300
 COLD_REPEATS = 30
@@ -39,17 +40,8 @@ POLLS = 10
 
 
 def seeded() -> tuple[Store, str, str]:
-    store = Store()
-    store.add_user(USER)
-    for i in range(SECRETS):
-        store.create_secret(
-            USER,
-            name=f"secret-{i:02d}",
-            value=f"value-{i:02d}-" + "x" * 100,
-            env_name=f"SECRET_{i:02d}",
-            file_path=f"~/.secrets/s{i:02d}",
-        )
-    return store, store.issue_token(USER), store.issue_agent_token(USER)
+    store, token = seeded_store(SECRETS)
+    return store, token, store.issue_agent_token(USER)
 
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:
@@ -69,7 +61,7 @@ def calls_per_poll(server: ThreadedDevServer, env: dict[str, str], home: Path) -
     with make_client(config) as clients:
         for i in range(POLLS):
             if i == POLLS - 1:
-                server.store.update_secret(USER, "secret-07", value="rotated-" + "y" * 100)
+                server.store.update_secret(USER, "secret-0007", value="rotated-" + "y" * 100)
             before = server.agent_rpc.get_manifest_calls
             report = run_pass(config, clients)
             assert report.ok

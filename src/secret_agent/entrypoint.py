@@ -34,10 +34,9 @@ from secret_agent import logs
 from secret_agent.actions import SyncReport
 from secret_agent.config import Config, parse_duration
 from secret_agent.daemon import Daemon
-from secret_agent.environ import child_env
 from secret_agent.errors import ConfigError, LaunchError
 from secret_agent.execcmd import command_of, values_for_exec
-from secret_agent.launcher import ensure_files
+from secret_agent.launcher import ensure_files, prepare_env
 from secret_agent.model import DesiredState
 from secret_agent.snapshot import load_snapshot
 from secret_agent.supervise import FORWARDED, Supervisor, exit_code, parse_signal
@@ -96,9 +95,7 @@ class ChildCompanion:
         self._code = 0
 
     def _env(self, desired: DesiredState) -> dict[str, str]:
-        return child_env(
-            os.environ, desired, allow_reserved=self._config().env_file.allow_reserved
-        ).env
+        return prepare_env(self._config(), desired, os.environ).env
 
     def signal_handlers(self) -> Mapping[signal.Signals, Callable[[], None]]:
         handlers: dict[signal.Signals, Callable[[], None]] = {

@@ -54,10 +54,7 @@ def daemon_state(config: Config, *, max_age: float, now: float | None = None) ->
     doc = read_status(config.sync.state_dir)
     if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
         return None
-    coder = config.coder
-    if (doc.get("coder_url"), doc.get("coder_user")) != source_of(
-        coder.url, coder.agent_url, coder.user
-    ):
+    if not _same_source(doc, config):
         return None  # the daemon serves another deployment or user than this exec asks for
     age = _age(doc.get("last_good_sync"), now=now)
     if age is None or age > max_age:
@@ -74,9 +71,7 @@ def last_known_good(config: Config) -> tuple[DesiredState, str] | None:
     if desired is None:
         return None
     doc = read_status(config.sync.state_dir) or {}
-    coder = config.coder
-    recorded = (doc.get("coder_url"), doc.get("coder_user"))
-    if doc and recorded != source_of(coder.url, coder.agent_url, coder.user):
+    if doc and not _same_source(doc, config):
         return None  # another deployment's or user's secrets
     return desired, str(doc.get("last_good_sync") or "")
 
@@ -141,6 +136,13 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
         raise LaunchError(f"{argv[0]}: permission denied", exit_code=126) from None
     except OSError as exc:
         raise LaunchError(f"{argv[0]}: cannot execute: {exc.strerror}", exit_code=126) from None
+
+
+def _same_source(doc: Mapping[str, object], config: Config) -> bool:
+    """Whether a status document records the deployment and user `config` asks for."""
+    coder = config.coder
+    recorded = (doc.get("coder_url"), doc.get("coder_user"))
+    return recorded == source_of(coder.url, coder.agent_url, coder.user)
 
 
 def _age(stamp: object, *, now: float | None) -> float | None:

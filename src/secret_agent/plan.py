@@ -41,7 +41,7 @@ from secret_agent.errors import (
     UnsafePathError,
 )
 from secret_agent.files import sha256_hex
-from secret_agent.ledger import Ledger, LedgerEntry
+from secret_agent.ledger import ENV_FILE_SECRET, Ledger, LedgerEntry
 from secret_agent.model import DesiredSecret, DesiredState, EnvFormat, FileState, Observed
 
 Observe = Callable[[str], Observed]
@@ -95,7 +95,7 @@ def make_plan(
         claimed.add(env_file.path)
     for entry in sorted(ledger.entries.values(), key=lambda e: e.path):
         if entry.path not in claimed and targets.release:
-            local = entry.secret == ""
+            local = entry.secret == ENV_FILE_SECRET
             actions.append(
                 _release(
                     entry, prune=targets.prune, observe=observe_local if local else observe_secret

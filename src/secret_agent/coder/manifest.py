@@ -44,6 +44,7 @@ from google.protobuf import (  # type: ignore[import-untyped]
 )
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
+from secret_agent.coder.drpc import encode_varint
 from secret_agent.coder.errors import ManifestError
 from secret_agent.redact import Secret
 
@@ -173,21 +174,12 @@ def encode_manifest(
     return _FIELDS_BEFORE_SECRETS + before + secret_fields + _FIELD_AFTER_SECRETS
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
+    return encode_varint(number << 3) + encode_varint(value)
 
 
 def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+    return encode_varint((number << 3) | 2) + encode_varint(len(payload)) + payload
 
 
 # Stand-ins for Manifest fields 1-18 (§4.1), with nesting where coderd nests.
