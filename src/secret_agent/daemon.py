@@ -170,11 +170,13 @@ class Daemon:
                     *(tg.create_task(coro) for coro in extra),
                 ]
                 await self._stop.wait()
-                self._notifier.send(notify.STOPPING)
                 self._watch_stop.set()
                 await asyncio.to_thread(self._gate.close)
                 for task in tasks:
                     task.cancel()
+                # Only now: a pass that ended while the gate closed may still have sent
+                # STATUS=, and systemd must hear STOPPING=1 last.
+                self._notifier.send(notify.STOPPING)
         finally:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
