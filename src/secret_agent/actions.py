@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from secret_agent.errors import SecretRefusedError
-from secret_agent.model import FileState
+from secret_agent.model import NO_VERSION, EnvVariable, FileState, Version
 from secret_agent.redact import Secret
 
 
@@ -21,7 +21,12 @@ class WriteFile:
     path: str
     content: Secret
     sha: str
+    version: Version = NO_VERSION
     mode_only: bool = False
+    # Where the file that was there before us is kept ("" if none). With `make_backup`
+    # the target now holds a file we did not write, to be moved there first.
+    backup: str = ""
+    make_backup: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,15 +36,19 @@ class KeepFile:
     secret: str
     path: str
     sha: str
+    version: Version = NO_VERSION
+    backup: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoveFile:
-    """Remove a file we wrote for a secret that is gone, if it still holds our bytes."""
+    """Remove a file we wrote for a secret that is gone, if it still holds our bytes,
+    and put back the original kept at `restore` ("" if none)."""
 
     secret: str
     path: str
     sha: str
+    restore: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +58,9 @@ class ForgetFile:
     secret: str
     path: str
     state: FileState
+    # The original kept beside it: put back when the target is gone (REMOVED), else
+    # left where it is and reported.
+    backup: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,7 +71,12 @@ class WriteEnvFile:
     content: Secret
     sha: str
     variables: tuple[str, ...]
+    env_format: str = ""
+    # Which secret, at which version, each variable written comes from (the ledger's).
+    written: tuple[EnvVariable, ...] = ()
     unchanged: bool = False
+    backup: str = ""
+    make_backup: bool = False
 
 
 FileAction = WriteFile | KeepFile | RemoveFile | ForgetFile
@@ -72,6 +89,8 @@ class Plan:
     files: tuple[FileAction, ...] = ()
     env_file: WriteEnvFile | None = None
     refused: tuple[SecretRefusedError, ...] = ()
+    # Why the env file is not written this pass ("" when it is, or when it is off).
+    env_refused: str = ""
 
     @property
     def changes(self) -> int:
@@ -90,6 +109,9 @@ class Outcome:
     state: FileState
     short_sha: str = ""
     error: str = ""
+    # The original kept as NAME.secret-agent-orig: made now, kept, or put back.
+    backup: str = ""
+    backup_action: str = ""  # "made" | "kept" | "restored" | "" (none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +123,8 @@ class SyncReport:
     requests: int = 0
     bytes_written: int = 0
     secrets: int = 0
-    errors: tuple[str, ...] = field(default=())
+    # (secret name, why) of each secret whose answer from Coder was unusable this pass.
+    failed: tuple[tuple[str, str], ...] = field(default=())
     # (secret name, env_name) of each variable written to the env file.
     variables: tuple[tuple[str, str], ...] = ()
     # DesiredState.fingerprint() of what this pass applied ("" when unknown).
@@ -112,6 +135,6 @@ class SyncReport:
         """True when every secret applied: nothing refused, nothing failed."""
         return (
             not self.refused
-            and not self.errors
+            and not self.failed
             and all(o.state not in (FileState.FAILED, FileState.REFUSED) for o in self.outcomes)
         )

@@ -8,10 +8,12 @@ because of an error.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from secret_agent import files
+from secret_agent import files, originals
 from secret_agent.actions import (
     ForgetFile,
     KeepFile,
@@ -68,45 +70,97 @@ def apply_plan(
                 refused.append(refusal)
             elif outcome.state is not FileState.FAILED:
                 entries[action.path] = LedgerEntry(
-                    path=action.path, secret=action.secret, sha=action.sha
+                    path=action.path,
+                    secret=action.secret,
+                    sha=action.sha,
+                    version=action.version,
+                    backup=outcome.backup,
                 )
         elif isinstance(action, KeepFile):
             outcome = _outcome(action.secret, action.path, FileState.UNCHANGED, action.sha)
             entries[action.path] = LedgerEntry(
-                path=action.path, secret=action.secret, sha=action.sha
+                path=action.path,
+                secret=action.secret,
+                sha=action.sha,
+                version=action.version,
+                backup=action.backup,
             )
         elif isinstance(action, RemoveFile):
             outcome = _remove(action, roots=roots if action.secret else None)
             if outcome.state is not FileState.FAILED:
                 entries.pop(action.path, None)
         else:
-            outcome = _forget(action)
+            outcome = _forget(action, roots=roots if action.secret else None)
             entries.pop(action.path, None)
         outcomes.append(outcome)
+    _sweep_untouched(plan, roots)
     if plan.env_file is not None:
         outcome, size = _write_env(plan.env_file, dir_mode=dir_mode)
         written += size
         outcomes.append(outcome)
         if outcome.state is not FileState.FAILED:
             entries[plan.env_file.path] = LedgerEntry(
-                path=plan.env_file.path, secret=ENV_FILE_SECRET, sha=plan.env_file.sha
+                path=plan.env_file.path,
+                secret=ENV_FILE_SECRET,
+                sha=plan.env_file.sha,
+                env_format=plan.env_file.env_format,
+                variables=plan.env_file.written,
+                backup=outcome.backup,
             )
+    elif plan.env_refused:
+        outcomes.append(_outcome(ENV_FILE_SECRET, "", FileState.REFUSED, error=plan.env_refused))
     return Applied(
         outcomes=tuple(outcomes),
         refused=tuple(refused),
-        ledger=Ledger.of(entries.values()),
+        ledger=Ledger.of(entries.values(), ledger.catalog),
         bytes_written=written,
     )
 
 
-def _outcome(secret: str, path: str, state: FileState, sha: str = "", error: str = "") -> Outcome:
-    return Outcome(secret=secret, path=path, state=state, short_sha=sha[:SHORT], error=error)
+def _sweep_untouched(plan: Plan, roots: Sequence[str]) -> None:
+    """Sweep the temp files of killed writers (`files.sweep_temps`) from the directory
+    of every target this pass visits without writing; writes and removals sweep
+    their own directory."""
+    visited: dict[str, Sequence[str] | None] = {}
+    for action in plan.files:
+        if isinstance(action, KeepFile | ForgetFile) or (
+            isinstance(action, WriteFile) and action.mode_only
+        ):
+            visited.setdefault(os.path.dirname(action.path), roots if action.secret else None)
+    env = plan.env_file
+    if env is not None and env.unchanged:
+        visited.setdefault(os.path.dirname(env.path), None)
+    for directory, within in visited.items():
+        with contextlib.suppress(UnsafePathError, ApplyError, OSError):
+            files.sweep_temps(os.path.join(directory, "x"), roots=within)
+
+
+def _outcome(
+    secret: str,
+    path: str,
+    state: FileState,
+    sha: str = "",
+    error: str = "",
+    *,
+    backup: str = "",
+    backup_action: str = "",
+) -> Outcome:
+    return Outcome(
+        secret=secret,
+        path=path,
+        state=state,
+        short_sha=sha[:SHORT],
+        error=error,
+        backup=backup,
+        backup_action=backup_action if backup else "",
+    )
 
 
 def _write(
     action: WriteFile, *, roots: Sequence[str], file_mode: int, dir_mode: int
 ) -> tuple[Outcome, int, SecretRefusedError | None]:
     try:
+        backed_up = action.make_backup and originals.keep(action.path, action.backup, roots=roots)
         result = files.write_atomic(
             action.path,
             action.content.reveal().encode(),
@@ -127,13 +181,25 @@ def _write(
         state = FileState.MODE_FIXED
     else:
         state = FileState.UNCHANGED
-    return _outcome(action.secret, action.path, state, result.sha), result.bytes_written, None
+    backup, made = _backup_of(action.backup, action.make_backup, backed_up)
+    outcome = _outcome(
+        action.secret, action.path, state, result.sha, backup=backup, backup_action=made
+    )
+    return outcome, result.bytes_written, None
+
+
+def _backup_of(planned: str, make: bool, made: bool) -> tuple[str, str]:
+    """The backup a target has after a write: ("" when none), and "made" or "kept"."""
+    if make:
+        return (planned, "made") if made else ("", "")
+    return planned, "kept"
 
 
 def _write_env(action: WriteEnvFile, *, dir_mode: int) -> tuple[Outcome, int]:
     if action.unchanged:
         return _outcome(ENV_FILE_SECRET, action.path, FileState.UNCHANGED, action.sha), 0
     try:
+        backed_up = action.make_backup and originals.keep(action.path, action.backup, roots=None)
         result = files.write_atomic(
             action.path,
             action.content.reveal().encode(),
@@ -141,10 +207,16 @@ def _write_env(action: WriteEnvFile, *, dir_mode: int) -> tuple[Outcome, int]:
             file_mode=ENV_FILE_MODE,
             dir_mode=dir_mode,
         )
-    except (UnsafePathError, ApplyError, OSError) as exc:
+    except UnsafePathError as exc:
+        return _outcome(ENV_FILE_SECRET, action.path, FileState.REFUSED, error=_why(exc)), 0
+    except (ApplyError, OSError) as exc:
         return _outcome(ENV_FILE_SECRET, action.path, FileState.FAILED, error=_why(exc)), 0
     state = FileState.WRITTEN if result.written else FileState.MODE_FIXED
-    return _outcome(ENV_FILE_SECRET, action.path, state, result.sha), result.bytes_written
+    backup, made = _backup_of(action.backup, action.make_backup, backed_up)
+    outcome = _outcome(
+        ENV_FILE_SECRET, action.path, state, result.sha, backup=backup, backup_action=made
+    )
+    return outcome, result.bytes_written
 
 
 def _remove(action: RemoveFile, *, roots: Sequence[str] | None) -> Outcome:
@@ -152,11 +224,39 @@ def _remove(action: RemoveFile, *, roots: Sequence[str] | None) -> Outcome:
         state = files.remove_if_unchanged(action.path, action.sha, roots=roots)
     except (UnsafePathError, ApplyError, OSError) as exc:
         return _outcome(action.secret, action.path, FileState.FAILED, error=_why(exc))
-    return _outcome(action.secret, action.path, state, action.sha)
+    if state is FileState.REMOVED and action.restore:
+        return _restore(action.secret, action.path, action.restore, state, roots=roots)
+    return _outcome(
+        action.secret, action.path, state, action.sha, backup=action.restore, backup_action="kept"
+    )
 
 
-def _forget(action: ForgetFile) -> Outcome:
-    return _outcome(action.secret, action.path, action.state)
+def _forget(action: ForgetFile, *, roots: Sequence[str] | None) -> Outcome:
+    if action.state is FileState.REMOVED and action.backup:
+        return _restore(action.secret, action.path, action.backup, action.state, roots=roots)
+    return _outcome(
+        action.secret, action.path, action.state, backup=action.backup, backup_action="kept"
+    )
+
+
+def _restore(
+    secret: str, path: str, backup: str, state: FileState, *, roots: Sequence[str] | None
+) -> Outcome:
+    """Put the original kept at `backup` back at `path`, now that our file is gone."""
+    try:
+        restored = originals.put_back(path, backup, roots=roots)
+    except (UnsafePathError, ApplyError, OSError) as exc:
+        return _outcome(
+            secret,
+            path,
+            state,
+            error=f"original not put back: {_why(exc)}",
+            backup=backup,
+            backup_action="kept",
+        )
+    return _outcome(
+        secret, path, state, backup=backup, backup_action="restored" if restored else "kept"
+    )
 
 
 def _why(exc: BaseException) -> str:

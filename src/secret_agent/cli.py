@@ -36,6 +36,7 @@ from secret_agent.errors import (
     LedgerError,
     SecretAgentError,
     UnauthorizedError,
+    UnsafePathError,
     ValueSourceError,
 )
 
@@ -64,6 +65,9 @@ EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (ValueSourceError, ExitCode.NO_VALUES),
     (LedgerError, ExitCode.STATE),
     (ApplyError, ExitCode.STATE),
+    # A secret's unsafe path is refused inside the pass; one that gets here is our own
+    # state's (a loose or foreign state_dir, a symlink planted in it).
+    (UnsafePathError, ExitCode.STATE),
     (OSError, ExitCode.STATE),
     (SecretAgentError, ExitCode.INTERNAL),
 )
@@ -266,6 +270,10 @@ def main(
 
 def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     """Run one subcommand; each imports what it needs, and no more."""
+    from secret_agent.hardening import disable_core_dumps
+
+    # Before the config reads a token (every command does, status too) or values come.
+    disable_core_dumps()
     config = load(args)
     if args.command == "run":
         from secret_agent.daemon import cmd_run
@@ -289,6 +297,9 @@ def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
 
 
 def _dev_server(argv: Sequence[str], out: TextIO) -> int:
+    from secret_agent.hardening import disable_core_dumps
+
+    disable_core_dumps()  # it holds every user's values and tokens
     from secret_agent.devserver.server import add_arguments
     from secret_agent.devserver.server import main as devserver_main
 

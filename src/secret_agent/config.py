@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -71,6 +72,7 @@ class CoderConfig:
     ca_file: str  # absolute, or "" for the system store
     agent_url: str  # CODER_AGENT_URL, "" if unset
     agent_token: Secret | None  # CODER_AGENT_TOKEN
+    login_dir: str = ""  # the Coder CLI's config dir (`coder login`'s url and session)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +96,7 @@ class SyncConfig:
     dir_mode: int
     prune: bool
     state_dir: str  # absolute
+    existing_files: str = "backup"  # backup | refuse | replace: a target we did not write
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +126,7 @@ class Config:
     env_file: EnvFileConfig
     log: LogConfig
     source_file: str  # the config file read, "" if none
+    config_path: str = ""  # the config file read, or the one that would be if it existed
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,7 @@ _KEYS: Final[Mapping[str, tuple[object, Parser]]] = {
     "sync.dir_mode": ("0700", configtype.mode(directory=True)),
     "sync.prune": (True, configtype.boolean),
     "sync.state_dir": ("~/.local/state/secret-agent", configtype.path(allow_empty=False)),
+    "sync.existing_files": ("backup", configtype.enum(("backup", "refuse", "replace"))),
     "env_file.path": ("~/.config/secret-agent/secrets.env", configtype.path(allow_empty=True)),
     "env_file.format": ("posix", configtype.enum(tuple(EnvFormat), EnvFormat)),
     "env_file.allow_reserved": ((), configtype.allow_reserved),
@@ -211,10 +216,16 @@ def _coder_dir(env: Mapping[str, str], home: str) -> str:
     return configtype.expand(cast(str, checked), home)
 
 
-def _read_small(path: str, *, limit: int, key: str | None) -> str | None:
-    """The text of a small file, or None if it does not exist; no content in errors."""
+def _read_small(path: str, *, limit: int, key: str | None, private: bool = False) -> str | None:
+    """The text of a small file, or None if it does not exist; no content in errors.
+
+    `private` (a token file): refuse it, as ssh does a private key, unless it is owned
+    by the current user and has no group or other permission bit. Root included.
+    """
     try:
         with open(path, "rb") as fp:
+            if private:
+                _check_private(os.fstat(fp.fileno()), path, key)
             data = fp.read(limit + 1)
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -226,6 +237,24 @@ def _read_small(path: str, *, limit: int, key: str | None) -> str | None:
         return data.decode()
     except UnicodeDecodeError:
         raise ConfigError("file is not UTF-8 text", key=key, file=path) from None
+
+
+def _check_private(st: os.stat_result, path: str, key: str | None) -> None:
+    """Refuse a token file others may read or replace, naming the command that fixes it."""
+    me = os.geteuid()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != me:
+        problem, fix = f"is owned by uid {st.st_uid}, not by this user (uid {me})", f"chown {me}"
+    elif mode & 0o077:
+        loose = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
+        problem, fix = f"is {loose} by others (mode {mode:04o})", "chmod 600"
+    else:
+        return
+    import shlex  # only on the error path: exec's fast path never pays for it
+
+    raise ConfigError(
+        f"the token file {problem}; run `{fix} {shlex.quote(path)}`", key=key, file=path
+    )
 
 
 def _read_toml(path: str, *, explicit: bool) -> dict[str, object] | None:
@@ -275,7 +304,7 @@ def _session_token(
     token_file = configtype.expand(cast(str, setting.value), home)
     if not token_file:
         return None, ""
-    text = _read_small(token_file, limit=MAX_TOKEN_BYTES, key="coder.token_file")
+    text = _read_small(token_file, limit=MAX_TOKEN_BYTES, key="coder.token_file", private=True)
     if text is None and setting.layer not in ("default", "login") and token_file != login:
         raise setting.where.error(f"token file {token_file} not found")
     return configtype.token(text or "", key="coder.token_file", file=token_file), token_file
@@ -324,7 +353,8 @@ def load_config(
     Raises:
         ConfigError: naming the key (or variable) and the file, for anything unusable:
             a missing explicit file, bad TOML, unknown keys, wrong types or values, a
-            missing or oversized token file. Never holds a token.
+            missing or oversized token file, or one that is not the user's alone (the
+            message names the `chmod 600` that fixes it). Never holds a token.
     """
     home = _home(env)
     merged: dict[str, _Setting] = {}
@@ -348,6 +378,7 @@ def load_config(
     _layer(merged, overrides or {}, Where("", None, text=True), "flag")
 
     v = _build(merged, env, home, login_session)
+    v["coder.login_dir"] = coder_dir
 
     def section(name: str) -> dict[str, Any]:
         return {k.partition(".")[2]: x for k, x in v.items() if k.startswith(f"{name}.")}
@@ -359,4 +390,5 @@ def load_config(
         env_file=EnvFileConfig(**section("env_file")),
         log=LogConfig(**section("log")),
         source_file=source if doc is not None else "",
+        config_path=source,
     )

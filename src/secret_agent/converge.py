@@ -1,13 +1,15 @@
 """Converge: make the disk match a desired state, with no network.
 
 Plan (desired x ledger x disk) and apply under the state lock, then record the
-ledger (and, when asked, the snapshot). Used after a fetch (`sync`), to restore a
-file someone else changed (the daemon), and by `exec` starting from local state,
-which is why nothing here may import httpx or the Coder client.
+ledger. Used after a fetch (`sync`), to restore a file someone else changed (the
+daemon, from its last known good state in memory), and by `exec` starting from the
+values it read back (`recall`), which is why nothing here may import httpx or the
+Coder client. No value is ever written to `state_dir`.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -16,10 +18,10 @@ from secret_agent import files
 from secret_agent.actions import Plan, SyncReport
 from secret_agent.apply import apply_plan
 from secret_agent.config import Config
-from secret_agent.ledger import Ledger, load_ledger, save_ledger
-from secret_agent.model import DesiredState
+from secret_agent.ledger import Ledger, ledger_path, load_ledger, save_ledger
+from secret_agent.model import DesiredState, Version
 from secret_agent.plan import Targets, make_plan
-from secret_agent.snapshot import load_snapshot, save_snapshot
+from secret_agent.recall import LastGood, forget_legacy_snapshot
 
 NO_GATE: AbstractContextManager[object] = nullcontext()
 
@@ -34,23 +36,45 @@ def targets_of(config: Config, *, release: bool = True) -> Targets:
         env_path=config.env_file.path,
         env_format=config.env_file.format,
         allow_reserved=config.env_file.allow_reserved,
+        protected=protected_paths(config),
+        existing_files=config.sync.existing_files,
     )
+
+
+def protected_paths(config: Config) -> tuple[tuple[str, str, bool], ...]:
+    """secret-agent's own files, which no secret may target (product.md), each as
+    configured and with its symlinks resolved: (path, what it is, whole tree)."""
+    own = [
+        (config.config_path, "the secret-agent config file", False),
+        (config.coder.token_file, "the Coder session token file", False),
+        (config.coder.login_dir, "the `coder login` directory", True),
+        (config.sync.state_dir, "secret-agent's state_dir", True),
+    ]
+    found: dict[str, tuple[str, str, bool]] = {}
+    for path, what, below in own:
+        if path:
+            for form in (path, os.path.realpath(path)):
+                found.setdefault(form, (form, what, below))
+    return tuple(found.values())
 
 
 def restore_pass(
-    config: Config, *, gate: AbstractContextManager[object] = NO_GATE, release: bool = True
+    config: Config,
+    load: Callable[[], DesiredState | None],
+    *,
+    gate: AbstractContextManager[object] = NO_GATE,
+    release: bool = True,
 ) -> SyncReport | None:
-    """Re-apply the last fetched state without asking Coder (a file was changed or
-    removed by someone else). None when there is no snapshot to restore from.
+    """Re-apply a state known locally without asking Coder (a file was changed or
+    removed by someone else). None when `load` has no state to restore from.
 
-    The snapshot is read under the lock: one read before it could be a state a pass
-    has just replaced, and applying it would put old values back.
-    `release=False` (for `exec`, whose flags may differ from the daemon's config)
-    leaves every target it does not claim, and its ledger entry, alone.
+    `load` runs under the lock: a state read before it could be one a pass has just
+    replaced, and applying it would put old values back. `release=False` (for
+    `exec`, whose flags may differ from the daemon's config, and for a state read
+    back from disk, which may be incomplete) leaves every target it does not claim,
+    and its ledger entry, alone.
     """
-    return _apply(
-        config, lambda: load_snapshot(config.sync.state_dir), gate=gate, save=False, release=release
-    )
+    return _apply(config, load, gate=gate, keep=None, release=release)
 
 
 def apply_state(
@@ -58,10 +82,11 @@ def apply_state(
     desired: DesiredState,
     *,
     gate: AbstractContextManager[object] = NO_GATE,
-    save: bool = True,
+    keep: LastGood | None = None,
 ) -> SyncReport:
-    """Plan and apply `desired` under the state lock; `save` records it as the snapshot."""
-    report = _apply(config, lambda: desired, gate=gate, save=save, release=True)
+    """Plan and apply `desired` under the state lock; `keep` remembers it, under the
+    lock, as the last known good state."""
+    report = _apply(config, lambda: desired, gate=gate, keep=keep, release=True)
     if report is None:  # only a loader returning None gets here
         raise AssertionError("apply_state: no desired state")
     return report
@@ -72,7 +97,7 @@ def _apply(
     load: Callable[[], DesiredState | None],
     *,
     gate: AbstractContextManager[object],
-    save: bool,
+    keep: LastGood | None,
     release: bool,
 ) -> SyncReport | None:
     state_dir = config.sync.state_dir
@@ -88,17 +113,26 @@ def _apply(
             file_mode=config.sync.file_mode,
             dir_mode=config.sync.dir_mode,
         )
-        if applied.ledger != ledger:
-            save_ledger(state_dir, applied.ledger)
-        if save:
-            save_snapshot(state_dir, desired)
+        result = applied.ledger
+        if release:
+            result = Ledger.of(
+                result.entries.values(), ((s.name, s.version) for s in desired.secrets)
+            )
+        if result != ledger:
+            save_ledger(state_dir, result)  # sweeps state_dir's dead temp files too
+        else:
+            files.sweep_temps(ledger_path(state_dir), roots=None)
+        forget_legacy_snapshot(state_dir)
+        if keep is not None:
+            keep.remember(desired)
     return SyncReport(
         outcomes=applied.outcomes,
         refused=plan.refused + applied.refused,
         requests=desired.requests,
         bytes_written=applied.bytes_written,
         secrets=len(desired.secrets),
-        variables=_variables(desired, plan),
+        failed=desired.failed,
+        variables=_variables(plan),
         fingerprint=desired.fingerprint(),
     )
 
@@ -119,15 +153,21 @@ def _termination_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _variables(desired: DesiredState, plan: Plan) -> tuple[tuple[str, str], ...]:
+def _catalog(desired: DesiredState, ledger: Ledger) -> list[tuple[str, Version]]:
+    """The secrets of `desired` at their versions; a secret that failed to fetch and has
+    no state in `desired` keeps its old catalog entry (what is on disk is that one)."""
+    catalog = {s.name: s.version for s in desired.secrets}
+    old = dict(ledger.catalog)
+    for name, _why in desired.failed:
+        if name not in catalog and name in old:
+            catalog[name] = old[name]
+    return list(catalog.items())
+
+
+def _variables(plan: Plan) -> tuple[tuple[str, str], ...]:
     if plan.env_file is None:
         return ()
-    # The first secret to claim a name owns it (render_env refuses the rest).
-    owner: dict[str, str] = {}
-    for s in desired.secrets:
-        if s.env_name in plan.env_file.variables:
-            owner.setdefault(s.env_name, s.name)
-    return tuple((name, env) for env, name in sorted(owner.items()))
+    return tuple((v.secret, v.name) for v in plan.env_file.written)
 
 
 @contextmanager
@@ -149,5 +189,6 @@ def plan_locked(
         targets=targets_of(config, release=release),
         observe_secret=lambda p: files.observe(p, roots=roots),
         observe_local=lambda p: files.observe(p, roots=None),
+        resolve=os.path.realpath,
     )
     return plan, ledger

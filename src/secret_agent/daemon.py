@@ -5,7 +5,8 @@ One asyncio program with these tasks in one TaskGroup:
   with full-jitter backoff, `Retry-After` as a floor, and no attempt limit;
 - the watcher: watchfiles on the directories of what we deliver and of the config
   and token files; a target changed or removed by someone else is restored from the
-  snapshot (no network), a changed config or token file is reloaded;
+  last known good state, which only memory holds (no network), and a changed config
+  or token file is reloaded;
 - the restorer: runs those restores one at a time;
 - the watchdog: `WATCHDOG=1` at half of `WATCHDOG_USEC`, from the loop itself, so a
   wedged loop stops the pings;
@@ -40,6 +41,7 @@ from secret_agent.config import Config
 from secret_agent.converge import restore_pass
 from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
 from secret_agent.model import FileState
+from secret_agent.recall import LastGood
 from secret_agent.report import daemon_status, log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
 from secret_agent.state import now_iso, source_of, write_status
@@ -110,8 +112,11 @@ class Daemon:
         env: Mapping[str, str],
         rng: random.Random | None = None,
         companion: Companion | None = None,
+        last_good: LastGood | None = None,
     ) -> None:
         self._companion = companion
+        # The last applied state, values included: only ever in memory (product.md).
+        self._memory = last_good if last_good is not None else LastGood()
         self._config = config
         self._load = load
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -133,6 +138,11 @@ class Daemon:
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def last_good(self) -> LastGood:
+        """The last known good state (set by each good pass, under the state lock)."""
+        return self._memory
 
     def request_stop(self) -> None:
         """Stop the daemon (from the loop): as SIGTERM does without a companion."""
@@ -251,7 +261,7 @@ class Daemon:
         config = self._config
         clients = self._clients
         self._clients = make_client(config) if clients is None else clients.renewed(config)
-        return run_pass(config, self._clients, gate=self._gate)
+        return run_pass(config, self._clients, last_good=self._memory, gate=self._gate)
 
     def _retry_wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -366,7 +376,9 @@ class Daemon:
     async def _restore(self) -> None:
         config = self._config
         try:
-            report = await run_in_thread(lambda: restore_pass(config, gate=self._gate))
+            report = await run_in_thread(
+                lambda: restore_pass(config, lambda: self._memory.state, gate=self._gate)
+            )
         except Stopping:
             return
         except Exception as exc:  # noqa: BLE001 - a failed restore must not end the daemon

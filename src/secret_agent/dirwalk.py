@@ -17,11 +17,12 @@ this module gets that fd, so that no path string is trusted once a walk has begu
    itself is configuration, so it is opened as configured, following links; with
    `roots=None` (a file the user configured locally) so is every directory on the way.
 
-It opens directories only: the target itself, its bytes and its mode are `files`'
-business, and so are locking and turning `OSError` into `ApplyError`, which this module
-raises untranslated. It knows paths, never secret names, values or env formats. The fd
-`open_parent` returns is the caller's to close; every other fd it opens is closed, on
-failure too.
+`check_private_dir` refuses an opened directory that is not the current user's alone
+(the state directory). This module opens directories only: the target itself, its
+bytes and its mode are `files`' business, and so are locking and turning `OSError` into
+`ApplyError`, which this module raises untranslated. It knows paths, never secret
+names, values or env formats. The fd `open_parent` returns is the caller's to close;
+every other fd it opens is closed, on failure too.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Final
 from secret_agent import paths
 from secret_agent.errors import UnsafePathError
 
-__all__ = ["Target", "cut_target", "is_link_at", "lstat_at", "open_parent"]
+__all__ = ["Target", "check_private_dir", "cut_target", "is_link_at", "lstat_at", "open_parent"]
 
 _DIR_FOLLOW: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_NOFOLLOW: Final = _DIR_FOLLOW | os.O_NOFOLLOW
@@ -107,6 +108,42 @@ def is_link_at(dfd: int, name: str) -> bool:
     """Whether `name` in directory `dfd` is a symlink."""
     st = lstat_at(dfd, name)
     return st is not None and stat.S_ISLNK(st.st_mode)
+
+
+def check_private_dir(dfd: int, path: str, *, what: str) -> None:
+    """Refuse directory `dfd` (at `path`, a `what` such as "state directory") unless it
+    is owned by the current user, has no group or other permission bit, and holds no
+    symlink. Root included: root may read anything, but others must not.
+
+    Raises:
+        UnsafePathError: naming the `chown` or `chmod 700` that fixes it, or the symlink.
+        OSError: the OS refused to stat or list it.
+    """
+    st = os.fstat(dfd)
+    me = os.geteuid()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != me:
+        problem, fix = f"is owned by uid {st.st_uid}, not by this user (uid {me})", f"chown {me}"
+    elif mode & 0o077:
+        loose = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
+        problem, fix = f"is {loose} by others (mode {mode:04o})", "chmod 700"
+    else:
+        with os.scandir(dfd) as entries:
+            links = sorted(e.name for e in entries if e.is_symlink())
+        if not links:
+            return
+        raise UnsafePathError(
+            f"a symlink sits in the {what}, and is never followed: remove it",
+            path=posixpath.join(path, links[0]),
+            symlink=True,
+        )
+    raise UnsafePathError(f"the {what} {problem}; run `{fix} {_quoted(path)}`", path=path)
+
+
+def _quoted(path: str) -> str:
+    import shlex  # only on the error path: exec's fast path never pays for it
+
+    return shlex.quote(path)
 
 
 def _descend(names: Sequence[str], flags: int, create: bool, dir_mode: int) -> int:

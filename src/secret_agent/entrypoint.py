@@ -38,7 +38,7 @@ from secret_agent.errors import ConfigError, LaunchError
 from secret_agent.execcmd import command_of, values_for_exec
 from secret_agent.launcher import ensure_files, prepare_env
 from secret_agent.model import DesiredState
-from secret_agent.snapshot import load_snapshot
+from secret_agent.recall import LastGood
 from secret_agent.supervise import FORWARDED, Supervisor, exit_code, parse_signal
 
 log = structlog.get_logger("secret_agent")
@@ -74,6 +74,7 @@ class ChildCompanion:
         supervisor: Supervisor,
         *,
         config: Callable[[], Config],
+        last_good: Callable[[], LastGood],
         initial: DesiredState,
         on_change: OnChange,
         debounce: float,
@@ -82,6 +83,7 @@ class ChildCompanion:
     ) -> None:
         self._sup = supervisor
         self._config = config
+        self._last_good = last_good
         self._initial = initial
         self._on_change = on_change
         self._debounce = debounce
@@ -160,7 +162,7 @@ class ChildCompanion:
     async def _act(self) -> None:
         if self._stop_signal is not None:
             return  # stopping: the child is on its way out, leave it be
-        desired = load_snapshot(self._config().sync.state_dir)
+        desired = self._last_good().state
         if desired is None or desired.fingerprint() == self._running_fingerprint:
             return
         action = self._on_change
@@ -218,13 +220,16 @@ def run_watch(config: Config, args: argparse.Namespace, *, load: Callable[[], Co
         companion = ChildCompanion(
             supervisor,
             config=lambda: daemon.config,
+            last_good=lambda: daemon.last_good,
             initial=initial,
             on_change=on_change,
             debounce=debounce,
             splay=splay,
             stop_daemon=lambda: daemon.request_stop(),  # noqa: PLW0108 - daemon is bound below
         )
-        daemon = Daemon(config, load=load, env=os.environ, companion=companion)
+        daemon = Daemon(
+            config, load=load, env=os.environ, companion=companion, last_good=LastGood(initial)
+        )
         return await daemon.run()
 
     return asyncio.run(main())

@@ -1,10 +1,12 @@
 """`secret-agent exec`: decide where the values come from, then execve (or supervise).
 
-1. Fast path: a running daemon whose last good sync is within `--max-age` -> its
-   snapshot, no network, no heavy import (`launcher`).
+1. Fast path: a running daemon whose last good sync is within `--max-age` -> the
+   values read back from its files and env file (`recall`), no network, no heavy
+   import (`launcher`), provided every secret exec could deliver was read back.
 2. Otherwise (or with `--fresh`): one sync pass against Coder, as `run --once` does.
-3. Coder cannot be asked: the last known good state, with a warning on stderr; with
-   `--require-fresh`, exit 4 instead.
+3. Coder cannot be asked: the values read back from disk (the last known good), with
+   a warning on stderr naming any secret that could not be; with `--require-fresh`,
+   exit 4 instead.
 Then the files are ensured, the environment built (secret variables win), and the
 process replaced by the command. Warnings name secrets, never values.
 """
@@ -76,26 +78,30 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
         fallback = launcher.last_known_good(config)
         if fallback is None:
             raise StaleStateError(
-                f"cannot get secrets ({exc}) and there is no last known good state"
-                f" in {config.sync.state_dir}"
+                f"cannot get secrets ({exc}) and no secret delivered earlier could be read"
+                f" back from its file or the env file (state_dir {config.sync.state_dir})"
             ) from exc
-        desired, when = fallback
+        found, when = fallback
         _warn(
             err,
-            f"{exc}; running with the last known good secrets (from {when or 'an earlier sync'})",
+            f"{exc}; running with the last known good secrets, read back from their files"
+            f" and the env file (from {when or 'an earlier sync'})",
         )
-        return desired
+        if found.missing:
+            _warn(err, f"not delivered (no value on disk): {', '.join(found.missing)}")
+        return found.desired
 
 
 def _fetch(config: Config) -> DesiredState:
-    from secret_agent.snapshot import load_snapshot
+    from secret_agent.recall import LastGood
     from secret_agent.sync import make_client, run_pass
 
+    memory = LastGood()
     with make_client(config) as client:
-        run_pass(config, client)
-    desired = load_snapshot(config.sync.state_dir)
-    if desired is None:  # run_pass has just written it; only a vanished disk gets here
-        raise LaunchError(f"{config.sync.state_dir}: the state written a moment ago is gone")
+        run_pass(config, client, last_good=memory)
+    desired = memory.state
+    if desired is None:  # run_pass has just set it
+        raise LaunchError("the state applied a moment ago is gone (this is a bug)")
     return desired
 
 

@@ -29,8 +29,10 @@ def fetch_desired(
     """List the user's secrets and build the desired state, fetching only what changed.
 
     Raises:
-        CoderError: the list, a get or the GetManifest failed (a 404 on a get is a
-            deletion, not a failure).
+        CoderError: the list or the GetManifest failed, or a get was refused for a
+            reason that concerns every secret (401, 403, 429). Any other failed get
+            fails that secret only: it keeps its previous state and is named in
+            `DesiredState.failed` (a 404 is a deletion, not a failure).
         ValueSourceError: a changed secret's value cannot be obtained.
     """
     before = client.requests
@@ -41,8 +43,11 @@ def fetch_desired(
     fetched = source.values_for(stale)
     secrets: list[DesiredSecret] = []
     for meta in metas:
-        if meta.name in fetched:
-            fresh, value = fetched[meta.name]
+        if meta.name in fetched.failed:
+            if meta.name in known:
+                secrets.append(known[meta.name])  # its last applied state stays
+        elif meta.name in fetched.values:
+            fresh, value = fetched.values[meta.name]
             if not wanted(fresh):
                 continue
             secrets.append(
@@ -60,6 +65,7 @@ def fetch_desired(
     return DesiredState(
         secrets=tuple(sorted(secrets, key=lambda s: s.name)),
         requests=client.requests - before + source.rpc_calls - calls_before,
+        failed=tuple(sorted(fetched.failed.items())),
     )
 
 

@@ -4,8 +4,9 @@ Every operation reaches the target's directory by the walk of `dirwalk`, which o
 directories one name at a time with `O_NOFOLLOW` relative to the parent's fd, and then
 works relative to that directory's fd, so what was checked is what is written: no path
 string is trusted once a walk has begun. It knows paths and bytes, never secret names,
-values' meaning or env formats. Like Kubernetes' AtomicWriter it does no locking of its
-own: `apply` holds `lock_exclusive` for a whole pass.
+values' meaning or env formats. Like Kubernetes' AtomicWriter it does not synchronise
+writers: `apply` holds `lock_exclusive` for a whole pass (a temp file's `flock` only
+tells a sweeper that its writer is alive).
 
 `write_atomic(path, content)` does, in order (the body carries the numbers as `# (n)`;
 steps (1) and (2) are `dirwalk.cut_target` and `dirwalk.open_parent`, whose docstrings
@@ -28,8 +29,9 @@ carry the same numbers):
    (never an unbounded read of a foreign file). If they match, `fchmod` it to
    `file_mode` when its bits differ, and stop: no rewrite, mtime unchanged.
 4. Create `.{name}.secret-agent.{random}.tmp` in the same directory with
-   `O_CREAT | O_EXCL | O_NOFOLLOW`, mode `file_mode`, then `fchmod` it (umask-proof),
-   write every byte, `fsync`.
+   `O_CREAT | O_EXCL | O_NOFOLLOW`, mode `file_mode`, take `flock(LOCK_EX)` on it
+   (held until after (5): see Sweeping), then `fchmod` it (umask-proof), write every
+   byte, `fsync`.
 5. `rename` the temp file over the target, both relative to the directory fd. This is
    the only commit point: a reader sees the old bytes or the new, never a torn file.
 6. `fsync` the directory, so the rename survives a crash.
@@ -38,6 +40,22 @@ carry the same numbers):
 Any failure before (5) unlinks the temp file. `OSError` becomes `ApplyError` at this
 module's boundary; a path that escapes the roots or crosses a forbidden symlink is an
 `UnsafePathError`.
+
+Sweeping: a writer killed between (4) and (5) leaves its temp file, values and all.
+The writer holds `flock(LOCK_EX)` on its temp file from (4) until after (5); once
+`write_atomic` or `remove_if_unchanged` has opened a directory (2), it removes what
+dead writers left there first (`sweep_temps` does only that). A candidate is a regular
+file owned by us named exactly as `_create_temp` names (`.{stem}.secret-agent.{12
+hex}.tmp`), opened `O_NOFOLLOW | O_NONBLOCK` and checked to be that same file, and is
+unlinked only when `flock(LOCK_EX | LOCK_NB)` on it succeeds: a live writer (another
+secret-agent sharing the directory) is never disturbed. An empty one may be a writer
+between its `open` and its `flock`, so it waits out `_EMPTY_TEMP_GRACE` (it holds no
+value). Nothing else is removed: no lookalike name, symlink, directory or other user's
+file.
+
+The state directory must be ours alone: `lock_exclusive` and `check_state_dir` refuse
+one not owned by the current user, with any group or other permission bit, or holding
+a symlink (a planted `ledger.json`, `status.json` or `lock`, named and never followed).
 """
 
 from __future__ import annotations
@@ -47,19 +65,29 @@ import errno
 import fcntl
 import hashlib
 import os
+import posixpath
+import re
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from secret_agent import paths
-from secret_agent.dirwalk import Target, cut_target, is_link_at, lstat_at, open_parent
+from secret_agent.dirwalk import (
+    Target,
+    check_private_dir,
+    cut_target,
+    is_link_at,
+    lstat_at,
+    open_parent,
+)
 from secret_agent.errors import ApplyError, UnsafePathError
 from secret_agent.model import FileState, Observed
 
 # Coder caps a manifest at 4 MiB, so a larger file cannot hold a value we wrote.
 MAX_HASH_BYTES: Final = 4 * 1024 * 1024
-# The largest ledger or snapshot `read_private` reads: far above any real one, but bounded.
+# The largest ledger or status file `read_private` reads: far above any real one, but bounded.
 MAX_READ_BYTES: Final = 64 * 1024 * 1024
 
 _CHUNK: Final = 64 * 1024
@@ -69,6 +97,10 @@ _LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_NAME: Final = "lock"
 # Leaves room for the prefix and suffix of a temp name within NAME_MAX (255 bytes).
 _TEMP_STEM_BYTES: Final = 200
+# Exactly the names `_create_temp` makes: nothing else is ever swept.
+_TEMP_NAME: Final = re.compile(r"\.(.+)\.secret-agent\.[0-9a-f]{12}\.tmp", re.DOTALL)
+# An empty temp file may belong to a writer between its open(2) and its flock(2).
+_EMPTY_TEMP_GRACE: Final = 60.0
 
 
 def sha256_hex(data: bytes) -> str:
@@ -106,6 +138,7 @@ def write_atomic(
     with _os_errors(path, "cannot write"), contextlib.ExitStack() as stack:
         dfd = open_parent(target, create=True, dir_mode=dir_mode)  # (2)
         stack.callback(os.close, dfd)
+        _sweep(dfd, target)  # what dead writers left in the directory (2) opened
         mode_fixed = _keep_if_same(dfd, target, content, file_mode)  # (3)
         if mode_fixed is not None:
             return WriteResult(sha=sha, written=False, mode_fixed=mode_fixed, bytes_written=0)
@@ -154,7 +187,7 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
     """
     target = cut_target(path, roots)
     with _os_errors(path, "cannot remove"), contextlib.ExitStack() as stack:
-        found = _inspect(target, stack)
+        found = _inspect(target, stack, sweep=True)
         if found is None:
             return FileState.REMOVED
         dfd, st = found
@@ -168,13 +201,34 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
     return FileState.REMOVED
 
 
+def sweep_temps(path: str, *, roots: Sequence[str] | None) -> tuple[str, ...]:
+    """Remove the temp files that killed writers left beside `path` (see Sweeping).
+
+    Walks to the directory that holds `path` as `observe` does, creating nothing: a
+    missing directory has nothing to sweep. Returns the paths removed (names only, for
+    the caller to report). A candidate that cannot be checked or removed is left as it is.
+
+    Raises:
+        UnsafePathError: as `observe`.
+        ApplyError: the OS refused to open a directory on the way.
+    """
+    target = cut_target(path, roots)
+    with _os_errors(path, "cannot sweep"), contextlib.ExitStack() as stack:
+        try:
+            dfd = open_parent(target, create=False)
+        except FileNotFoundError:
+            return ()
+        stack.callback(os.close, dfd)
+        return _sweep(dfd, target)
+
+
 def read_private(path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
-    """The bytes of a file this agent keeps for itself (ledger, snapshot), read safely.
+    """The bytes of a file this agent keeps for itself (ledger, status), read safely.
 
     Walks as `observe` with `roots=None`; a symlink at the target, anything but a regular
     file, or more than `max_bytes` is an error. Unlike the rest of this module it raises
     the OS's errors: what a missing or unreadable file of its own means is the caller's
-    decision (an empty ledger, a full fetch).
+    decision (an empty ledger, no status).
 
     Raises:
         FileNotFoundError: the file, or a directory on the way, does not exist.
@@ -202,26 +256,56 @@ def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
     """Hold `flock(LOCK_EX)` on `state_dir/lock` for the `with` block, blocking until free.
 
     Creates `state_dir` (mode 0700) and the lock file (0600) by the walk of step (2)
-    with no root check. A daemon and an `exec` take it around a whole pass so they never
-    write at the same time. Errors surface on entering the block.
+    with no root check, and refuses a `state_dir` that `check_state_dir` refuses. A
+    daemon and an `exec` take it around a whole pass so they never write at the same
+    time. Errors surface on entering the block.
 
     Raises:
-        UnsafePathError: `state_dir` is not a clean absolute path, or `lock` is a symlink.
+        UnsafePathError: `state_dir` is not a clean absolute path, or is refused as by
+            `check_state_dir` (a symlinked `lock` included).
         ApplyError: the directory or lock file cannot be created or locked.
     """
     return _held_lock(state_dir)
 
 
-@contextlib.contextmanager
-def _held_lock(state_dir: str) -> Iterator[None]:
+def check_state_dir(state_dir: str) -> None:
+    """Refuse a `state_dir` that is not ours alone, for readers that take no lock.
+
+    `status` and exec's fast path read state files without `lock_exclusive`, which
+    makes the same check. A missing `state_dir` passes: the lock creates it 0700.
+
+    Raises:
+        UnsafePathError: `state_dir` is not a clean absolute path, is not owned by the
+            current user, has any group or other permission bit (the message names the
+            `chmod 700` that fixes it), or holds a symlink (named in the message).
+        ApplyError: the OS refused to open or list it.
+    """
+    target = _lock_target(state_dir)
+    directory = posixpath.dirname(target.path)
+    with _os_errors(directory, "cannot check the state directory"), contextlib.ExitStack() as st:
+        try:
+            dfd = open_parent(target, create=False)
+        except FileNotFoundError:
+            return
+        st.callback(os.close, dfd)
+        check_private_dir(dfd, directory, what="state directory")
+
+
+def _lock_target(state_dir: str) -> Target:
     if not state_dir.startswith("/"):
         raise UnsafePathError("state_dir must be an absolute path", path=state_dir)
-    target = cut_target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
+    return cut_target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
+
+
+@contextlib.contextmanager
+def _held_lock(state_dir: str) -> Iterator[None]:
+    target = _lock_target(state_dir)
     with contextlib.ExitStack() as stack:
         # Only acquiring is translated: an OSError from the caller's block is theirs.
         with _os_errors(target.path, "cannot lock"):
             dfd = open_parent(target, create=True, dir_mode=0o700)
             stack.callback(os.close, dfd)
+            check_private_dir(dfd, posixpath.dirname(target.path), what="state directory")
             try:
                 fd = os.open(target.name, _LOCK_FLAGS, 0o600, dir_fd=dfd)
             except OSError as exc:
@@ -234,13 +318,17 @@ def _held_lock(state_dir: str) -> Iterator[None]:
         yield
 
 
-def _inspect(target: Target, stack: contextlib.ExitStack) -> tuple[int, os.stat_result] | None:
+def _inspect(
+    target: Target, stack: contextlib.ExitStack, *, sweep: bool = False
+) -> tuple[int, os.stat_result] | None:
     """Step (2) without creating: the directory's fd and the target's lstat, or None."""
     try:
         dfd = open_parent(target, create=False)
     except FileNotFoundError:
         return None
     stack.callback(os.close, dfd)
+    if sweep:
+        _sweep(dfd, target)  # what dead writers left in the directory just opened
     st = lstat_at(dfd, target.name)
     return None if st is None else (dfd, st)
 
@@ -269,19 +357,21 @@ def _replace(dfd: int, name: str, content: bytes, file_mode: int) -> None:
     tmp, fd = _create_temp(dfd, name, file_mode)  # (4)
     committed = False
     try:
-        try:
-            # open(2) applied the umask; the mode we promise is set explicitly.
-            os.fchmod(fd, file_mode)
-            _write_all(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # Held until after the rename: an unlocked temp file is a dead writer's. Where the
+        # filesystem has no flock, a sweeper cannot lock either, so it removes nothing.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        # open(2) applied the umask; the mode we promise is set explicitly.
+        os.fchmod(fd, file_mode)
+        _write_all(fd, content)
+        os.fsync(fd)
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # (5)
         committed = True
     finally:
         if not committed:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
+        os.close(fd)
 
 
 def _create_temp(dfd: int, name: str, file_mode: int) -> tuple[str, int]:
@@ -294,6 +384,51 @@ def _create_temp(dfd: int, name: str, file_mode: int) -> tuple[str, int]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary file name", name)
+
+
+def _sweep(dfd: int, target: Target) -> tuple[str, ...]:
+    """Remove dead writers' temp files from directory `dfd`; never raises `OSError`."""
+    directory = posixpath.dirname(target.path)
+    try:
+        with os.scandir(dfd) as entries:
+            names = [e.name for e in entries if _is_temp_name(e.name)]
+    except OSError:
+        return ()
+    removed: list[str] = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            if _remove_abandoned(dfd, name):
+                removed.append(posixpath.join(directory, name))
+    return tuple(removed)
+
+
+def _is_temp_name(name: str) -> bool:
+    found = _TEMP_NAME.fullmatch(name)
+    return found is not None and len(os.fsencode(found[1])) <= _TEMP_STEM_BYTES
+
+
+def _remove_abandoned(dfd: int, name: str) -> bool:
+    """Unlink temp file `name` if it is ours, a regular file and no writer holds it."""
+    me = os.geteuid()
+    st = lstat_at(dfd, name)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != me:
+        return False  # lstat first: a FIFO or device is never opened
+    with contextlib.ExitStack() as stack:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dfd)
+        stack.callback(os.close, fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer
+        now = os.fstat(fd)
+        if not (stat.S_ISREG(now.st_mode) and now.st_uid == me and _same_file(st, now)):
+            return False
+        if now.st_size == 0 and time.time() - now.st_mtime < _EMPTY_TEMP_GRACE:
+            return False
+        if not _same_file(lstat_at(dfd, name), now):
+            return False
+        os.unlink(name, dir_fd=dfd)
+    return True
 
 
 def _write_all(fd: int, content: bytes) -> None:

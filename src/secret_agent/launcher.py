@@ -1,8 +1,9 @@
 """Plain `exec`: the secrets from local state, their files present, then execve.
 
 This is the fast path of `secret-agent exec -- CMD`: when a daemon is running and its
-last good sync is recent, everything needed is on local disk (the snapshot of values
-and the status file), so no network is touched and no heavy library is imported.
+last good sync is recent, everything needed is on local disk (the values read back
+from where they rest, see `recall`, and the status file), so no network is touched
+and no heavy library is imported.
 import-linter keeps httpx, asyncio, structlog, tenacity, watchfiles, `sync` and `coder`
 out of this module's imports, directly or not.
 
@@ -22,9 +23,17 @@ from typing import TYPE_CHECKING, NoReturn
 from secret_agent import files, paths
 from secret_agent.config import Config
 from secret_agent.environ import ChildEnv, child_env
-from secret_agent.errors import LaunchError, UnsafePathError
+from secret_agent.envname import validate_env_name
+from secret_agent.errors import (
+    ApplyError,
+    LaunchError,
+    LedgerError,
+    SecretRefusedError,
+    UnsafePathError,
+)
+from secret_agent.ledger import load_ledger
 from secret_agent.model import DesiredState
-from secret_agent.snapshot import load_snapshot
+from secret_agent.recall import recall_from, recall_state
 from secret_agent.state import pid_alive, read_status, source_of
 
 if TYPE_CHECKING:
@@ -45,12 +54,21 @@ class LocalState:
     age: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recalled:
+    """What could be read back from disk, and which deliverable secrets could not."""
+
+    desired: DesiredState
+    missing: tuple[str, ...]
+
+
 def default_max_age(config: Config) -> float:
     return max(MIN_MAX_AGE, STALE_AFTER_INTERVALS * config.sync.interval)
 
 
 def daemon_state(config: Config, *, max_age: float, now: float | None = None) -> LocalState | None:
-    """The running daemon's state if its last good sync is within `max_age`, else None."""
+    """The running daemon's state if its last good sync is within `max_age` and every
+    secret `exec` could deliver was read back with its file in place, else None."""
     doc = read_status(config.sync.state_dir)
     if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
         return None
@@ -59,28 +77,73 @@ def daemon_state(config: Config, *, max_age: float, now: float | None = None) ->
     age = _age(doc.get("last_good_sync"), now=now)
     if age is None or age > max_age:
         return None
-    desired = load_snapshot(config.sync.state_dir)
-    if desired is None:
+    found = recall(config)
+    if found is None or found.missing or not files_in_place(config, found.desired):
+        return None  # where neither file nor env file has a value, exec fetches
+    return LocalState(desired=found.desired, last_good_sync=str(doc["last_good_sync"]), age=age)
+
+
+def recall(config: Config) -> Recalled | None:
+    """The values read back from disk (`recall`), and the secrets of the last applied
+    state that `exec` could deliver but whose value could not be read back. None when
+    the ledger is unreadable.
+
+    Raises:
+        UnsafePathError: state_dir is not this user's alone, or holds a symlink.
+    """
+    files.check_state_dir(config.sync.state_dir)
+    try:
+        ledger = load_ledger(config.sync.state_dir)
+    except (LedgerError, UnsafePathError):
         return None
-    return LocalState(desired=desired, last_good_sync=str(doc["last_good_sync"]), age=age)
+    desired = recall_from(ledger)
+    have = {s.name for s in desired.secrets}
+    missing = tuple(
+        name
+        for name, (_updated, env_name, file_path) in ledger.catalog
+        if name not in have and _deliverable(config, env_name, file_path)
+    )
+    return Recalled(desired=desired, missing=missing)
 
 
-def last_known_good(config: Config) -> tuple[DesiredState, str] | None:
-    """The last fetched state and when it was good ("" if unknown), whatever its age."""
-    desired = load_snapshot(config.sync.state_dir)
-    if desired is None:
+def _deliverable(config: Config, env_name: str, file_path: str) -> bool:
+    """Whether exec could deliver a secret with these targets, given its value."""
+    if env_name:
+        try:
+            validate_env_name(env_name, secret="", allow_reserved=config.env_file.allow_reserved)
+        except SecretRefusedError:
+            pass
+        else:
+            return True
+    if file_path:
+        try:
+            path = paths.expand_target(file_path, home=config.sync.home)
+            paths.check_within_roots(path, config.sync.allowed_roots)
+        except UnsafePathError:
+            return False
+        return True
+    return False
+
+
+def last_known_good(config: Config) -> tuple[Recalled, str] | None:
+    """The values read back from disk and when the daemon last synced ("" if unknown),
+    whatever its age; None when nothing was read back or it is another deployment's."""
+    found = recall(config)
+    if found is None or not found.desired.secrets:
         return None
     doc = read_status(config.sync.state_dir) or {}
     if doc and not _same_source(doc, config):
         return None  # another deployment's or user's secrets
-    return desired, str(doc.get("last_good_sync") or "")
+    return found, str(doc.get("last_good_sync") or "")
 
 
 def files_in_place(config: Config, desired: DesiredState) -> bool:
     """Whether every deliverable secret file already holds its value with the right mode.
 
     A read-only check (stat and hash): the common case of `exec` beside a running
-    daemon, which keeps the files current, needs no lock, no plan and no write.
+    daemon, which keeps the files current, needs no lock, no plan and no write. A
+    target the rules refuse (outside the roots, a symlink) is none of exec's business:
+    the daemon reports it.
     """
     sync = config.sync
     for secret in desired.secrets:
@@ -91,7 +154,9 @@ def files_in_place(config: Config, desired: DesiredState) -> bool:
             paths.check_within_roots(path, sync.allowed_roots)
             seen = files.observe(path, roots=sync.allowed_roots)
         except UnsafePathError:
-            return False  # let the full pass refuse it and say why
+            continue
+        except ApplyError:
+            return False
         if not (
             seen.is_file
             and seen.mode == sync.file_mode
@@ -102,18 +167,20 @@ def files_in_place(config: Config, desired: DesiredState) -> bool:
 
 
 def ensure_files(config: Config, desired: DesiredState) -> SyncReport | None:
-    """Make the secret files (and the env file) match the last fetched state, unless
-    they already match `desired` (None). Files that match are never rewritten.
+    """Make the secret files match what can be read back from disk, unless they already
+    match `desired` (None). Files that match are never rewritten.
 
-    The state applied is re-read under the lock (a daemon may have just replaced it),
-    and nothing this config does not claim is removed or forgotten: `exec`'s flags
-    may differ from the daemon's config, whose files are the daemon's business.
+    The state applied is read back under the lock (a daemon may have just written a
+    newer one), and nothing this config does not claim is removed or forgotten:
+    `exec`'s flags may differ from the daemon's config, and a state read back may be
+    incomplete. Without the network this can fix modes and nothing more: a value that
+    is not where it should be cannot be read back.
     """
     if files_in_place(config, desired):
         return None
     from secret_agent.converge import restore_pass
 
-    return restore_pass(config, release=False)
+    return restore_pass(config, lambda: recall_state(config.sync.state_dir), release=False)
 
 
 def prepare_env(config: Config, desired: DesiredState, inherited: Mapping[str, str]) -> ChildEnv:
@@ -125,9 +192,17 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
     Raises:
         LaunchError: the command is missing (exit 127) or not executable (126).
+        ExecTooLargeError: `argv` and `env` are more than execve takes (126): checked
+            first, and the kernel's own E2BIG gets the same message.
     """
+    import errno
+
+    from secret_agent.environ import arg_max, check_exec_size, too_large
+
     if not argv:
         raise LaunchError("no command given: use `secret-agent exec -- CMD [ARGS...]`")
+    limit = arg_max()
+    check_exec_size(argv, env, limit=limit)
     try:
         os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - argv passes through as given
     except FileNotFoundError:
@@ -135,6 +210,8 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     except PermissionError:
         raise LaunchError(f"{argv[0]}: permission denied", exit_code=126) from None
     except OSError as exc:
+        if exc.errno == errno.E2BIG:  # a #! interpreter's own arguments, say: same message
+            raise too_large(argv, env, limit=limit) from None
         raise LaunchError(f"{argv[0]}: cannot execute: {exc.strerror}", exit_code=126) from None
 
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from secret_agent.redact import Secret
+
+Version = tuple[str, str, str]
+"""A secret's (updated_at, env_name, file_path): what must change for a new fetch."""
+NO_VERSION: Final[Version] = ("", "", "")
 
 
 class EnvFormat(StrEnum):
@@ -47,7 +52,7 @@ class SecretMeta:
     updated_at: str = ""
 
     @property
-    def version(self) -> tuple[str, str, str]:
+    def version(self) -> Version:
         """What must change for the value to be fetched again (product.md)."""
         return (self.updated_at, self.env_name, self.file_path)
 
@@ -60,7 +65,7 @@ class DesiredSecret:
     env_name: str
     file_path: str
     value: Secret
-    version: tuple[str, str, str] = ("", "", "")
+    version: Version = NO_VERSION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +75,10 @@ class DesiredState:
     secrets: tuple[DesiredSecret, ...]
     # How many HTTP requests (or RPC calls) building this state took.
     requests: int = 0
+    # Secrets whose answer was unusable this time, and why (never a value). Each keeps
+    # its previous state in `secrets` when there was one; either way, nothing of it
+    # may be removed because of the failure.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self) -> str:
         """A hash that changes when any secret's target or value does (never a value)."""
@@ -78,6 +87,15 @@ class DesiredState:
             value = hashlib.sha256(s.value.reveal().encode()).hexdigest()
             digest.update(f"{s.name}\0{s.env_name}\0{s.file_path}\0{value}\n".encode())
         return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvVariable:
+    """One variable of the env file as written: its name, its secret and that version."""
+
+    name: str
+    secret: str
+    version: Version = NO_VERSION
 
 
 class FileState(StrEnum):

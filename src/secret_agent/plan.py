@@ -4,17 +4,29 @@ Pure: the disk is read only through the `observe` callable passed in, so the who
 decision can be tested with a dict. The algorithm:
 
 1. Each desired secret with a `file_path`, in name order: expand `~/` against
-   `sync.home`, check it lies in `allowed_roots`, refuse a second claim on the same
-   path (the first by name wins) or on the env file's path.
+   `sync.home`, check it lies in `allowed_roots`, refuse secret-agent's own files
+   (the config file, the token files, `state_dir` and the `coder login` directory,
+   compared as written and with symlinks resolved), and refuse a second claim on the
+   same path (the first by name wins) or on the env file's path.
 2. Observe the target. A symlink there, or a symlinked parent leading out of the
    roots, refuses the secret. Same bytes and mode: keep. Same bytes, other mode: fix
    the mode only. Anything else: write.
 3. Every ledger entry no longer claimed: if prune is on and the file still holds the
    bytes we wrote, remove it; if it is already gone, forget it; if someone changed it,
-   keep it and report it (foreign). Prune off: forget it and leave the file.
+   keep it and report it (foreign). Prune off: forget it and leave the file. An entry
+   of a secret whose fetch failed this pass (`DesiredState.failed`) is held: neither
+   removed nor forgotten, since an error never deletes anything.
 4. Render the env file from every secret with an `env_name` (refusing, per variable,
    invalid or reserved names, duplicates and values the format cannot carry), and
-   write it unless the bytes and mode on disk already match.
+   write it unless the bytes and mode on disk already match. It is held as it is when
+   a failed secret with no previous state has a variable in it: rewriting would drop
+   that variable because of an error.
+5. A target (secret file or env file) that holds a regular file we did not write
+   (no ledger entry, other bytes) follows `sync.existing_files`: "replace" writes over
+   it; "refuse" refuses that target; "backup" (default) has apply move it aside to
+   `NAME.secret-agent-orig` first (refused if that name is taken: never a second
+   backup over the first), and the ledger remembers the backup so that releasing the
+   target in (3) puts the original back.
 """
 
 from __future__ import annotations
@@ -42,12 +54,20 @@ from secret_agent.errors import (
 )
 from secret_agent.files import sha256_hex
 from secret_agent.ledger import ENV_FILE_SECRET, Ledger, LedgerEntry
-from secret_agent.model import DesiredSecret, DesiredState, EnvFormat, FileState, Observed
+from secret_agent.model import (
+    DesiredSecret,
+    DesiredState,
+    EnvFormat,
+    EnvVariable,
+    FileState,
+    Observed,
+)
 
 Observe = Callable[[str], Observed]
 """Reads one path's state; raises `UnsafePathError` for a forbidden symlinked parent."""
 
 ENV_FILE_MODE = 0o600
+BACKUP_SUFFIX = ".secret-agent-orig"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +84,9 @@ class Targets:
     env_path: str = ""
     env_format: EnvFormat = EnvFormat.POSIX
     allow_reserved: Collection[str] = ()
+    existing_files: str = "backup"  # backup | refuse | replace (step 5)
+    # secret-agent's own: (path, what it is, whether everything below it counts too).
+    protected: tuple[tuple[str, str, bool], ...] = ()
 
 
 def make_plan(
@@ -73,9 +96,11 @@ def make_plan(
     targets: Targets,
     observe_secret: Observe,
     observe_local: Observe,
+    resolve: Callable[[str], str] = lambda path: path,
 ) -> Plan:
     """Decide what one pass does. `observe_secret` is confined to the roots;
-    `observe_local` reads the user's own configured paths (the env file)."""
+    `observe_local` reads the user's own configured paths (the env file); `resolve`
+    gives a path with its symlinks resolved (`os.path.realpath`)."""
     refused: list[SecretRefusedError] = []
     actions: list[FileAction] = []
     claimed: set[str] = set()
@@ -83,29 +108,61 @@ def make_plan(
         if not secret.file_path:
             continue
         try:
-            action = _file_action(secret, claimed, targets=targets, observe=observe_secret)
+            action = _file_action(
+                secret,
+                claimed,
+                ledger.get(paths.expand_target(secret.file_path, home=targets.home))
+                if _clean(secret.file_path, targets.home)
+                else None,
+                targets=targets,
+                observe=observe_secret,
+                resolve=resolve,
+            )
         except SecretRefusedError as exc:
             refused.append(exc)
             continue
         claimed.add(action.path)
         actions.append(action)
-    env_file, env_refused = _env_action(desired, targets=targets, observe=observe_local)
+    held = {name for name, _why in desired.failed}
+    env_file, env_refused, env_why = _env_action(
+        desired, ledger, targets=targets, observe=observe_local
+    )
     refused.extend(env_refused)
-    if env_file is not None:
+    env_held = env_file is not None and _env_held(desired, ledger, held, env_file.path)
+    if env_file is not None and not env_held:
         claimed.add(env_file.path)
     for entry in sorted(ledger.entries.values(), key=lambda e: e.path):
-        if entry.path not in claimed and targets.release:
-            local = entry.secret == ENV_FILE_SECRET
-            actions.append(
-                _release(
-                    entry, prune=targets.prune, observe=observe_local if local else observe_secret
-                )
-            )
-    return Plan(files=tuple(actions), env_file=env_file, refused=tuple(refused))
+        if entry.path in claimed or not targets.release or entry.secret in held:
+            continue
+        if env_held and entry.path == targets.env_path:
+            continue
+        local = entry.secret == ENV_FILE_SECRET
+        actions.append(
+            _release(entry, prune=targets.prune, observe=observe_local if local else observe_secret)
+        )
+    if env_held:
+        env_file = None
+    return Plan(
+        files=tuple(actions), env_file=env_file, refused=tuple(refused), env_refused=env_why
+    )
+
+
+def _clean(file_path: str, home: str) -> bool:
+    try:
+        paths.expand_target(file_path, home=home)
+    except UnsafePathError:
+        return False
+    return True
 
 
 def _file_action(
-    secret: DesiredSecret, claimed: set[str], *, targets: Targets, observe: Observe
+    secret: DesiredSecret,
+    claimed: set[str],
+    entry: LedgerEntry | None,
+    *,
+    targets: Targets,
+    observe: Observe,
+    resolve: Callable[[str], str],
 ) -> WriteFile | KeepFile:
     # (1)
     try:
@@ -113,6 +170,12 @@ def _file_action(
         paths.check_within_roots(path, targets.roots)
     except UnsafePathError as exc:
         raise PathRefusedError(exc.reason, secret=secret.name) from None
+    own = own_file(path, resolve(path), targets.protected)
+    if own:
+        raise PathRefusedError(
+            f"{path} is {own}; secret-agent never lets a secret overwrite its own files",
+            secret=secret.name,
+        )
     if path in claimed:
         raise DuplicateTargetError(
             f"file {path} is already the target of another secret", secret=secret.name
@@ -132,37 +195,106 @@ def _file_action(
         )
     content = secret.value.reveal().encode()
     sha = sha256_hex(content)
+    backup = entry.backup if entry is not None else ""
     if seen.exists and seen.is_file and seen.sha == sha:
         if seen.mode == targets.file_mode:
-            return KeepFile(secret=secret.name, path=path, sha=sha)
+            return KeepFile(
+                secret=secret.name, path=path, sha=sha, version=secret.version, backup=backup
+            )
         return WriteFile(
-            secret=secret.name, path=path, content=secret.value, sha=sha, mode_only=True
+            secret=secret.name,
+            path=path,
+            content=secret.value,
+            sha=sha,
+            version=secret.version,
+            mode_only=True,
+            backup=backup,
         )
-    return WriteFile(secret=secret.name, path=path, content=secret.value, sha=sha)
+    make_backup = False
+    if seen.exists and seen.is_file and entry is None:
+        # (5)
+        backup, why = _existing(path, policy=targets.existing_files)
+        if why:
+            raise PathRefusedError(why, secret=secret.name)
+        make_backup = bool(backup)
+    return WriteFile(
+        secret=secret.name,
+        path=path,
+        content=secret.value,
+        sha=sha,
+        version=secret.version,
+        backup=backup,
+        make_backup=make_backup,
+    )
+
+
+def backup_path(path: str) -> str:
+    """Where the file that was at `path` before secret-agent is kept."""
+    return path + BACKUP_SUFFIX
+
+
+def _existing(path: str, *, policy: str) -> tuple[str, str]:
+    """(5) For a target holding a file we did not write: (backup to make, why refused)."""
+    if policy == "replace":
+        return "", ""
+    if policy == "refuse":
+        return "", (
+            f"{path} holds a file secret-agent did not write, and sync.existing_files is"
+            ' "refuse"; move it away, or set it to "backup" or "replace"'
+        )
+    # Whether the backup name is free is apply's to find out, at the moment it links:
+    # `originals.keep` never replaces a name.
+    return backup_path(path), ""
+
+
+def own_file(path: str, real: str, protected: Sequence[tuple[str, str, bool]]) -> str:
+    """What of secret-agent's own `path` (or its resolved form `real`) is, or ""."""
+    if path.endswith(BACKUP_SUFFIX):
+        return "where secret-agent keeps a file it replaced"
+    for mine, what, below in protected:
+        for candidate in (path, real):
+            if candidate == mine or (below and paths.is_within(candidate, mine)):
+                return what
+    return ""
+
+
+def _env_held(desired: DesiredState, ledger: Ledger, held: set[str], path: str) -> bool:
+    # (4) A failed secret absent from `desired` whose variable the env file holds.
+    entry = ledger.get(path)
+    if entry is None or not held:
+        return False
+    present = {s.name for s in desired.secrets}
+    return any(v.secret in held and v.secret not in present for v in entry.variables)
 
 
 def _release(entry: LedgerEntry, *, prune: bool, observe: Observe) -> RemoveFile | ForgetFile:
     # (3)
+    def forget(state: FileState) -> ForgetFile:
+        return ForgetFile(secret=entry.secret, path=entry.path, state=state, backup=entry.backup)
+
+    def remove() -> RemoveFile:
+        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha, restore=entry.backup)
+
     if not prune:
-        return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.LEFT)
+        return forget(FileState.LEFT)
     try:
         seen = observe(entry.path)
     except UnsafePathError:
-        return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.FOREIGN)
+        return forget(FileState.FOREIGN)
     except ApplyError:
         # Unreadable now: let apply try (and fail) the checked removal, which keeps the
         # ledger entry, so the file is pruned once it can be read again.
-        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha)
+        return remove()
     if not seen.exists:
-        return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.REMOVED)
+        return forget(FileState.REMOVED)
     if seen.is_file and not seen.is_symlink and seen.sha == entry.sha:
-        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha)
-    return ForgetFile(secret=entry.secret, path=entry.path, state=FileState.FOREIGN)
+        return remove()
+    return forget(FileState.FOREIGN)
 
 
 def _env_action(
-    desired: DesiredState, *, targets: Targets, observe: Observe
-) -> tuple[WriteEnvFile | None, tuple[SecretRefusedError, ...]]:
+    desired: DesiredState, ledger: Ledger, *, targets: Targets, observe: Observe
+) -> tuple[WriteEnvFile | None, tuple[SecretRefusedError, ...], str]:
     # (4)
     entries = [
         envfile.EnvEntry(secret=s.name, name=s.env_name, value=s.value)
@@ -175,7 +307,7 @@ def _env_action(
         rendered = envfile.render_env(
             entries, EnvFormat.JSON, allow_reserved=targets.allow_reserved
         )
-        return None, rendered.refused
+        return None, rendered.refused, ""
     rendered = envfile.render_env(
         entries, targets.env_format, allow_reserved=targets.allow_reserved
     )
@@ -192,11 +324,32 @@ def _env_action(
         and seen.sha == sha
         and seen.mode == ENV_FILE_MODE
     )
+    entry = ledger.get(targets.env_path)
+    backup = entry.backup if entry is not None else ""
+    make_backup = False
+    if seen.exists and seen.is_file and seen.sha != sha and entry is None:
+        # (5)
+        backup, why = _existing(targets.env_path, policy=targets.existing_files)
+        if why:
+            return None, rendered.refused, f"env file {why}"
+        make_backup = bool(backup)
+    # The first secret to claim a name owns it (render_env refuses the rest).
+    owner: dict[str, DesiredSecret] = {}
+    for s in desired.secrets:
+        if s.env_name:
+            owner.setdefault(s.env_name, s)
     action = WriteEnvFile(
         path=targets.env_path,
         content=rendered.content,
         sha=sha,
         variables=rendered.variables,
+        env_format=targets.env_format.value,
+        written=tuple(
+            EnvVariable(name=n, secret=owner[n].name, version=owner[n].version)
+            for n in rendered.variables
+        ),
         unchanged=unchanged,
+        backup=backup,
+        make_backup=make_backup,
     )
-    return action, rendered.refused
+    return action, rendered.refused, ""

@@ -45,6 +45,8 @@ def log_report(report: SyncReport) -> None:
         if outcome.error:
             fields["error"] = outcome.error
         getattr(log, level)(event, **fields)
+    for name, why in report.failed:
+        log.error("secret_fetch_failed", secret=name, error=why, files="kept as last applied")
     for refusal in report.refused:
         log.error(
             "secret_refused",
@@ -65,6 +67,7 @@ def log_report(report: SyncReport) -> None:
         requests=report.requests,
         bytes_written=report.bytes_written,
         refusals=len(report.refused),
+        fetch_failures=len(report.failed),
         **counts,
     )
 
@@ -138,6 +141,13 @@ def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
     for r in report.refused:
         rows[r.secret] = SecretStatus(
             name=r.secret, state=FileState.REFUSED.value, error=scrub(r.reason)
+        )
+    for name, why in report.failed:
+        rows[name] = SecretStatus(
+            name=name,
+            path=rows[name].path if name in rows else "",
+            state=FileState.FAILED.value,
+            error=scrub(f"could not be fetched: {why}"),
         )
     for name, env_name in report.variables:
         rows.setdefault(name, SecretStatus(name=name, env_name=env_name, state="env"))

@@ -8,7 +8,10 @@ values are needed, it returns each one's (possibly newer) metadata and value, an
 leaves out secrets that vanished meanwhile (a 404 between list and get, or a secret
 missing from the manifest, is a deletion).
 
-- `inline`: one get per secret; a get without a value is an error.
+- `inline`: one get per secret; a get without a value is an error. A get that fails
+  for that secret alone (a bad body, an error status, a timeout; not a rejected
+  token or a rate limit, which concern every secret) fails that secret only: it is
+  reported in `Fetched.failed` and the pass goes on with the others.
 - `agent`: one `GetManifest` for all the secrets of a pass, joined to the metadata by
   `env_name` or `file_path` (`join_manifest`).
 - `auto`: inline where the get carries a value; the rest from one `GetManifest` when
@@ -22,15 +25,34 @@ Every value is registered with `redact.known_values` the moment it arrives.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 from secret_agent.coder import CoderClient, ManifestSecret
-from secret_agent.errors import NotFoundError, ValueSourceError
+from secret_agent.errors import (
+    CoderError,
+    CoderResponseError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+    UnauthorizedError,
+    ValueSourceError,
+)
 from secret_agent.model import DesiredSecret, SecretMeta, SourceKind
 from secret_agent.redact import Secret, known_values
 
-Fetched = Mapping[str, tuple[SecretMeta, Secret]]
+# Errors of one get that concern every secret, so they fail the whole pass.
+_PASS_WIDE: Final = (UnauthorizedError, ForbiddenError, RateLimitedError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fetched:
+    """The values a source found (name -> fresh metadata and value), and the secrets
+    whose answer was unusable (name -> why; never a value)."""
+
+    values: Mapping[str, tuple[SecretMeta, Secret]] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+
 
 NO_AGENT: Final = "no agent token is set (CODER_AGENT_TOKEN, set in every Coder workspace)"
 
@@ -147,9 +169,9 @@ class AgentSource:
 
     def values_for(self, metas: Sequence[SecretMeta]) -> Fetched:
         if not metas:
-            return {}  # the steady state: nothing changed, no call
+            return Fetched()  # the steady state: nothing changed, no call
         self._calls += 1
-        return join_manifest(metas, read_manifest(self._agent()))
+        return Fetched(values=join_manifest(metas, read_manifest(self._agent())))
 
 
 class InlineSource:
@@ -168,6 +190,7 @@ class InlineSource:
 
     def values_for(self, metas: Sequence[SecretMeta]) -> Fetched:
         found: dict[str, tuple[SecretMeta, Secret]] = {}
+        failed: dict[str, str] = {}
         missing: list[SecretMeta] = []
         for meta in metas:
             if missing:
@@ -176,9 +199,14 @@ class InlineSource:
                 missing.append(meta)
                 continue
             try:
-                fresh, value = self._client.get_secret(meta.name)
+                fresh, value = self._get(meta.name)
             except NotFoundError:
                 continue  # deleted between list and get
+            except _PASS_WIDE:
+                raise
+            except CoderError as exc:
+                failed[meta.name] = str(exc)
+                continue
             if value is not None:
                 known_values.add([value.reveal()])
                 found[meta.name] = (fresh, value)
@@ -187,8 +215,22 @@ class InlineSource:
             else:
                 raise self._no_value(meta.name)
         if missing and self._fallback is not None:
-            found.update(self._fallback.values_for(missing))
-        return found
+            found.update(self._fallback.values_for(missing).values)
+        return Fetched(values=found, failed=failed)
+
+    def _get(self, name: str) -> tuple[SecretMeta, Secret | None]:
+        """One get, which must describe the secret asked for.
+
+        Raises:
+            CoderError: as `CoderClient.get_secret`; `CoderResponseError` when the answer
+                names another secret (a server must not move a value to another name).
+        """
+        fresh, value = self._client.get_secret(name)
+        if fresh.name != name:
+            raise CoderResponseError(
+                f"the get of secret {name!r} answered for secret {fresh.name!r}; refused"
+            )
+        return fresh, value
 
     def _no_value(self, name: str) -> ValueSourceError:
         if self._kind is SourceKind.INLINE:

@@ -3,7 +3,8 @@
 `state_dir/status.json` (0600, written atomically) holds the daemon's pid, its phase,
 the time of the last good sync, the last error, the next attempt, and each secret's
 target and state. Never a value: names, paths, short hashes and error texts (which
-are scrubbed and never built from values) only.
+are scrubbed and never built from values) only. A `state_dir` that is not the user's
+alone, or a symlink planted in it, is refused (`files.check_state_dir`), never followed.
 """
 
 from __future__ import annotations
@@ -75,7 +76,16 @@ def write_status(state_dir: str, status: Status) -> None:
 
 
 def read_status(state_dir: str) -> dict[str, Any] | None:
-    """The last status document, or None when there is none (or it is unreadable)."""
+    """The last status document, or None when there is none (or it is unreadable).
+
+    Read without the state lock, so `state_dir` is checked here as the lock checks it.
+
+    Raises:
+        UnsafePathError: `state_dir` is not ours alone or holds a symlink (a planted
+            `status.json` among them), as `files.check_state_dir` says.
+        ApplyError: `state_dir` cannot be opened to be checked.
+    """
+    files.check_state_dir(state_dir)
     try:
         doc = json.loads(files.read_private(status_path(state_dir), max_bytes=4 << 20))
     except (OSError, ValueError, RecursionError):

@@ -13,13 +13,15 @@
 5. `restart(env)` = `stop()` then `start(env)`, counted by the crash-loop guard: more
    than `max_restarts` in `restart_window` seconds and `restart_allowed()` says wait.
 
-It knows nothing of secrets, Coder or files: argv and env come from its caller.
+It knows nothing of secrets, Coder or files: argv and env come from its caller
+(`environ` says only whether execve takes them, and names the largest variables).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -27,6 +29,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
+
+from secret_agent.environ import arg_max, check_exec_size, too_large
 
 FORWARDED: Final = frozenset(
     {
@@ -97,14 +101,23 @@ class Supervisor:
         return None if self._proc is None else self._proc.pid
 
     def start(self, env: Mapping[str, str]) -> None:
-        """(1) Spawn the command.
+        """(1) Spawn the command, once `environ.check_exec_size` says execve takes it.
 
         Raises:
             FileNotFoundError, PermissionError: the command cannot be run.
+            environ.ExecTooLargeError: argv and `env` are more than execve takes (an
+                OSError too, E2BIG, so a caller's OSError handling covers it).
         """
         self._exited = asyncio.get_running_loop().create_future()
         self.returncode = None
-        self._proc = subprocess.Popen(self._argv, env=dict(env))
+        limit = arg_max()
+        check_exec_size(self._argv, env, limit=limit)  # as a failed spawn: after the reset
+        try:
+            self._proc = subprocess.Popen(self._argv, env=dict(env))
+        except OSError as exc:
+            if exc.errno == errno.E2BIG:  # the kernel counted more (a #! line): same message
+                raise too_large(self._argv, env, limit=limit) from None
+            raise
 
     async def wait(self) -> int:
         """The current child's returncode, once it has exited and been reaped."""

@@ -22,8 +22,7 @@ from secret_agent.converge import NO_GATE, apply_state, locked_plan
 from secret_agent.errors import ConfigError, CredentialsError, ValueSourceError
 from secret_agent.fetch import fetch_desired, fetch_manifest_only
 from secret_agent.model import DesiredState
-from secret_agent.snapshot import EMPTY as EMPTY_STATE
-from secret_agent.snapshot import load_snapshot
+from secret_agent.recall import LastGood, recall_state
 from secret_agent.sources import NO_AGENT, check_agent_only, make_source
 
 # One GetManifest may carry megabytes and may need buildinfo and an upgrade first, so
@@ -166,8 +165,8 @@ def make_client(config: Config) -> Clients:
     return Clients(config)
 
 
-def fetch_state(config: Config, clients: Clients) -> DesiredState:
-    """Ask Coder for the desired state, reusing the snapshot's unchanged values.
+def fetch_state(config: Config, clients: Clients, *, previous: DesiredState) -> DesiredState:
+    """Ask Coder for the desired state, reusing `previous`'s values of unchanged secrets.
 
     Raises:
         CoderError: Coder could not be asked.
@@ -180,8 +179,14 @@ def fetch_state(config: Config, clients: Clients) -> DesiredState:
     source = make_source(
         clients.rest(), kind=kind, agent=clients.agent if clients.has_agent else None
     )
-    previous = load_snapshot(config.sync.state_dir) or EMPTY_STATE
     return fetch_desired(clients.rest(), source, previous=previous)
+
+
+def previous_state(config: Config, last_good: LastGood | None) -> DesiredState:
+    """What the values of unchanged secrets are taken from: the last known good state
+    in memory, else what can be read back from disk (`recall`)."""
+    state = last_good.state if last_good is not None else None
+    return state if state is not None else recall_state(config.sync.state_dir)
 
 
 def plan_pass(config: Config, clients: Clients) -> PlannedPass:
@@ -190,23 +195,29 @@ def plan_pass(config: Config, clients: Clients) -> PlannedPass:
     Raises:
         CoderError, ValueSourceError, LedgerError: as `run_pass`.
     """
-    desired = fetch_state(config, clients)
+    desired = fetch_state(config, clients, previous=previous_state(config, None))
     with locked_plan(config, desired) as (plan, _ledger):
         return PlannedPass(desired=desired, plan=plan)
 
 
 def run_pass(
-    config: Config, clients: Clients, *, gate: AbstractContextManager[object] = NO_GATE
+    config: Config,
+    clients: Clients,
+    *,
+    last_good: LastGood | None = None,
+    gate: AbstractContextManager[object] = NO_GATE,
 ) -> SyncReport:
     """Fetch, plan and apply; raises only for pass-wide failures.
 
-    `gate` is entered before the state lock, around plan and apply: the daemon's way
-    to refuse to start applying once it is stopping, and to wait for an apply to end.
+    `last_good` (the daemon's, or exec's) supplies the values of unchanged secrets
+    and remembers the state this pass applies. `gate` is entered before the state
+    lock, around plan and apply: the daemon's way to refuse to start applying once it
+    is stopping, and to wait for an apply to end.
 
     Raises:
         CoderError: Coder could not be asked; nothing on disk was touched.
         ValueSourceError: a changed secret's value cannot be obtained; nothing touched.
         LedgerError: the ledger is corrupt; nothing touched.
     """
-    desired = fetch_state(config, clients)
-    return apply_state(config, desired, gate=gate, save=True)
+    desired = fetch_state(config, clients, previous=previous_state(config, last_good))
+    return apply_state(config, desired, gate=gate, keep=last_good)

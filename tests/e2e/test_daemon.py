@@ -250,6 +250,7 @@ def test_token_file_change_retries_at_once_after_401(
     """401 is said plainly and retried slowly; a new token in the token file is used at once."""
     token_file = tmp_path / "session"
     token_file.write_text("Badtoken00-000000000000000000000000\n")
+    token_file.chmod(0o600)
     daemon_config(
         workspace,
         interval="30s",
@@ -265,6 +266,7 @@ def test_token_file_change_retries_at_once_after_401(
         assert "session token is missing, invalid or expired" in event["error"]
         assert event["retry_in"] == 30.0
         token_file.write_text(dev_server.token + "\n")
+        token_file.chmod(0o600)
         took = wait_until(lambda: read(workspace.home / "tok") == CANARY, 5, "recovery")
         assert took < 5
         assert daemon.stop() == 0

@@ -149,7 +149,6 @@ def test_second_run_makes_one_request_and_writes_nothing(
         workspace.home / "b.txt",
         workspace.env_file,
         workspace.state_dir / "ledger.json",
-        workspace.state_dir / "values.json",
     ]
     before = [_stat_sig(p) for p in watched]
     dev_server.request_log.clear()
@@ -252,7 +251,7 @@ def test_symlinked_parent_inside_roots_works(dev_server: DevServer, workspace: W
 def test_no_value_in_output_ledger_or_state_at_debug(
     dev_server: DevServer, workspace: Workspace
 ) -> None:
-    """Values appear in their files, the env file and values.json only; never in logs."""
+    """Values appear in their files and the env file only; never in logs or state_dir."""
     values = [f"{CANARY}-{i}-{'x' * i}" for i in range(5)]
     for i, v in enumerate(values):
         create(dev_server, f"s{i}", v, file_path=f"~/s{i}", env_name=f"S_{i}")
@@ -262,8 +261,9 @@ def test_no_value_in_output_ledger_or_state_at_debug(
     assert second.returncode == 0, second.stdout + second.stderr
     ledger = (workspace.state_dir / "ledger.json").read_text()
     assert json.loads(ledger)["entries"]
-    assert_no_leak(values, all_output(first), all_output(second), ledger)
-    assert mode(workspace.state_dir / "values.json") == 0o600
+    state = [p.read_bytes().decode("utf-8", "replace") for p in workspace.state_dir.iterdir()]
+    assert_no_leak(values, all_output(first), all_output(second), ledger, *state)
+    assert sorted(p.name for p in workspace.state_dir.iterdir()) == ["ledger.json", "lock"]
     assert mode(workspace.state_dir) == 0o700
 
 

@@ -9,7 +9,7 @@ import resource
 import signal
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from secret_agent.errors import ApplyError, UnsafePathError
 from secret_agent.files import (
     MAX_HASH_BYTES,
     WriteResult,
+    check_state_dir,
     lock_exclusive,
     observe,
     read_private,
@@ -517,3 +518,84 @@ class TestLockExclusive:
         """A relative state_dir is refused rather than resolved against the cwd."""
         with pytest.raises(UnsafePathError), lock_exclusive("relative/state"):
             pass
+
+
+class TestStateDirIsOursAlone:
+    """lock_exclusive (every pass) and check_state_dir (lock-free readers) refuse a
+    state_dir that others could read or change, root included, naming the fix."""
+
+    @pytest.fixture(params=["lock", "check"])
+    def enter(self, request: pytest.FixtureRequest) -> Callable[[Path], None]:
+        """Take the lock, or only check, as a pass or a lock-free reader would."""
+
+        def run(state: Path) -> None:
+            if request.param == "lock":
+                with lock_exclusive(str(state)):
+                    pass
+            else:
+                check_state_dir(str(state))
+
+        return run
+
+    @pytest.mark.parametrize("loose", [0o777, 0o755, 0o750, 0o711, 0o701, 0o720])
+    def test_loose_state_dir_is_refused_with_the_chmod(
+        self, tmp_path: Path, enter: Callable[[Path], None], loose: int
+    ) -> None:
+        """Any group or other bit is refused; the message names the mode and `chmod 700`."""
+        state = tmp_path / "state"
+        state.mkdir()
+        state.chmod(loose)
+        with pytest.raises(UnsafePathError) as info:
+            enter(state)
+        assert f"(mode {loose:04o})" in str(info.value)
+        assert f"run `chmod 700 {state}`" in str(info.value)
+        assert info.value.path == str(state)
+        assert mode_of(state) == loose
+        assert not (state / "lock").exists()
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
+    def test_state_dir_of_another_user_is_refused(
+        self, tmp_path: Path, enter: Callable[[Path], None]
+    ) -> None:
+        """A 0700 state_dir owned by another uid is refused, naming the chown."""
+        state = tmp_path / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, 65534, 65534)
+        with pytest.raises(UnsafePathError, match=f"owned by uid 65534.*chown 0 {state}"):
+            enter(state)
+        assert not (state / "lock").exists()
+
+    @pytest.mark.parametrize("name", ["ledger.json", "status.json", "lock", "values.json"])
+    def test_planted_symlink_is_refused_by_name_and_not_followed(
+        self, tmp_path: Path, enter: Callable[[Path], None], name: str
+    ) -> None:
+        """A symlink in the state dir is refused naming it; what it points to is untouched."""
+        state = tmp_path / "state"
+        state.mkdir(mode=0o700)
+        victim = tmp_path / "victim"
+        victim.write_bytes(OTHER)
+        victim.chmod(0o644)
+        (state / name).symlink_to(victim)
+        with pytest.raises(UnsafePathError, match="symlink") as info:
+            enter(state)
+        assert info.value.path == str(state / name)
+        assert info.value.symlink is True
+        assert victim.read_bytes() == OTHER
+        assert mode_of(victim) == 0o644
+        assert (state / name).is_symlink()
+
+    def test_private_state_dir_passes_and_a_missing_one_is_made_private(
+        self, tmp_path: Path
+    ) -> None:
+        """A missing state_dir passes the check (nothing is made) and the lock makes it 0700."""
+        state = tmp_path / "state"
+        check_state_dir(str(state))
+        assert not state.exists()
+        old = os.umask(0o000)
+        try:
+            with lock_exclusive(str(state)):
+                pass
+        finally:
+            os.umask(old)
+        assert mode_of(state) == 0o700
+        check_state_dir(str(state))

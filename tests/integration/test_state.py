@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from secret_agent.errors import UnsafePathError
 from secret_agent.state import (
     FORMAT_VERSION,
     STATUS_NAME,
@@ -176,12 +177,14 @@ def test_directory_in_place_of_the_file_reads_as_none(state_dir: Path) -> None:
 
 
 def test_symlinked_status_file_is_not_followed(state_dir: Path, tmp_path: Path) -> None:
-    """A symlink at status.json is refused (None) even when it points at a valid status."""
+    """A symlink at status.json is refused, naming it, even when it points at a valid status."""
     elsewhere = tmp_path / "elsewhere"
     write_status(str(elsewhere), STATUS)
     assert read_status(str(elsewhere)) is not None
     (state_dir / STATUS_NAME).symlink_to(elsewhere / STATUS_NAME)
-    assert read_status(str(state_dir)) is None
+    with pytest.raises(UnsafePathError) as caught:
+        read_status(str(state_dir))
+    assert caught.value.path == str(state_dir / STATUS_NAME)
 
 
 # -- pid_alive ---------------------------------------------------------------

@@ -44,8 +44,10 @@ def env(home: Path) -> dict[str, str]:
 
 
 def write(path: Path, text: str) -> str:
+    """A file only its owner may read, as `coder login` writes its session file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    path.chmod(0o600)
     return str(path)
 
 
@@ -61,6 +63,7 @@ def expected_defaults(home: Path) -> Config:
             ca_file="",
             agent_url="",
             agent_token=None,
+            login_dir=f"{h}/.config/coderv2",
         ),
         values=ValuesConfig(source=SourceKind.AUTO),
         sync=SyncConfig(
@@ -90,7 +93,9 @@ def expected_defaults(home: Path) -> Config:
 
 def test_defaults_with_empty_env(home: Path, env: dict[str, str]) -> None:
     """With only HOME set and no files, every setting is product.md's default."""
-    assert load_config(env=env) == expected_defaults(home)
+    cfg = load_config(env=env)
+    assert cfg.config_path == f"{home}/.config/secret-agent/config.toml"
+    assert dataclasses.replace(cfg, config_path="") == expected_defaults(home)
 
 
 def test_home_falls_back_to_passwd(tmp_path: Path) -> None:
@@ -104,7 +109,7 @@ def test_example_file_equals_defaults(home: Path, env: dict[str, str]) -> None:
     """Loading config.example.toml gives exactly the defaults written in config.py."""
     cfg = load_config(path=str(EXAMPLE), env=env)
     assert cfg.source_file == str(EXAMPLE)
-    assert dataclasses.replace(cfg, source_file="") == expected_defaults(home)
+    assert dataclasses.replace(cfg, source_file="", config_path="") == expected_defaults(home)
 
 
 def test_example_file_documents_every_key() -> None:
@@ -160,6 +165,7 @@ file_mode = "0400"
 dir_mode = 0o750
 prune = false
 state_dir = "/var/lib/sa"
+existing_files = "refuse"
 
 [env_file]
 path = ""
@@ -189,6 +195,7 @@ def test_every_key_is_parsed(tmp_path: Path, home: Path, env: dict[str, str]) ->
             ca_file=f"{h}/ca.pem",
             agent_url="",
             agent_token=None,
+            login_dir=f"{h}/.config/coderv2",
         ),
         values=ValuesConfig(source=SourceKind.AGENT),
         sync=SyncConfig(
@@ -202,10 +209,12 @@ def test_every_key_is_parsed(tmp_path: Path, home: Path, env: dict[str, str]) ->
             dir_mode=0o750,
             prune=False,
             state_dir="/var/lib/sa",
+            existing_files="refuse",
         ),
         env_file=EnvFileConfig(path="", format=EnvFormat.DOTENV, allow_reserved=("PATH", "LD_*")),
         log=LogConfig(level="debug", format="json"),
         source_file=path,
+        config_path=path,
     )
 
 

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secret_agent.envfile import EnvEntry, RenderedEnv, render_env
+from secret_agent.envfile import HEADER, EnvEntry, RenderedEnv, render_env
+from secret_agent.envread import EnvReadError, parse_env
 from secret_agent.errors import UnrepresentableValueError
 from secret_agent.model import EnvFormat
 from secret_agent.redact import Secret
@@ -170,3 +171,42 @@ def test_json_round_trips_everything(vals: list[str]) -> None:
     rendered = render_env(entries_for(vals), EnvFormat.JSON)
     assert rendered.refused == ()
     assert json.loads(rendered.content.reveal()) == expected_for(vals)
+
+
+@pytest.mark.parametrize("fmt", list(EnvFormat))
+@CI
+@given(vals=value_lists)
+def test_our_reader_gives_back_exactly_what_each_format_wrote(
+    fmt: EnvFormat, vals: list[str]
+) -> None:
+    """`envread.parse_env` is the exact inverse of `render_env` for every accepted value:
+    what `recall` reads back from the env file is byte for byte what was delivered."""
+    rendered = render_env(entries_for(vals), fmt)
+    refused = {e.secret for e in rendered.refused}
+    accepted = {f"VAR_{i}": v for i, v in enumerate(vals) if f"s{i}" not in refused}
+    assert parse_env(rendered.content.reveal(), fmt) == accepted
+
+
+@pytest.mark.parametrize("fmt", [EnvFormat.POSIX, EnvFormat.DOTENV, EnvFormat.SYSTEMD])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # no header
+        "A='x'\n",  # no header either
+        f"{HEADER}A='unterminated\n",
+        f"{HEADER}A\n",
+        f"{HEADER}A='x'B='y'\n",
+    ],
+)
+def test_our_reader_refuses_text_we_did_not_write(fmt: EnvFormat, text: str) -> None:
+    """A file that is not ours in that format is an EnvReadError, never a guess."""
+    with pytest.raises(EnvReadError):
+        parse_env(text, fmt)
+
+
+@pytest.mark.parametrize("text", ["", "A=x\n", f"{HEADER}A\n", f"{HEADER}A=no newline"])
+def test_our_docker_and_json_readers_refuse_text_we_did_not_write(text: str) -> None:
+    with pytest.raises(EnvReadError):
+        parse_env(text, EnvFormat.DOCKER)
+    with pytest.raises(EnvReadError):
+        parse_env(text or "[1]", EnvFormat.JSON)

@@ -14,6 +14,7 @@ from secret_agent.model import SecretMeta, SourceKind
 from secret_agent.redact import Secret, known_values
 from secret_agent.sources import (
     AgentSource,
+    Fetched,
     InlineSource,
     check_agent_only,
     join_manifest,
@@ -121,7 +122,7 @@ def test_agent_source_makes_no_call_when_nothing_changed() -> None:
     """No stale secret, no GetManifest: the steady state costs zero calls."""
     agent = FakeAgent([entry(env="A")])
     source = AgentSource(lambda: agent)
-    assert source.values_for([]) == {}
+    assert source.values_for([]) == Fetched()
     assert (agent.calls, source.rpc_calls) == (0, 0)
     source.values_for([meta("a", env="A"), meta("b", env="B")])
     assert (agent.calls, source.rpc_calls) == (1, 1)

@@ -16,8 +16,12 @@ Behaviour:
   version (`agentgate.check_server_version`, §7.1): below v2.31 Coder ignores `role`
   and would record our connection as the real agent's; below v2.33 there are no user
   secrets. An upgrade answered with an HTTP error becomes `agentgate.refusal`.
-- Every call has one overall deadline (`timeout`, 30 s by default) covering buildinfo,
-  the upgrade and the answer.
+- Every call has one overall deadline (`timeout`, 30 s by default) covering buildinfo
+  (as a whole: `deadline.DeadlineTransport`), the upgrade and the answer, so a server
+  that trickles its answer is an error at the deadline, not a hang.
+- No redirect is followed, by buildinfo or by the upgrade: websockets >= 17.1 would
+  follow one and keep `Coder-Session-Token` across origins. `CoderRedirectError` names
+  the host it pointed to instead.
 - `role` is never `agent` or empty, so coderd skips its connection monitoring.
 
 Secret hygiene: connects and disconnects are logged (URL, versions, role, the reason),
@@ -36,14 +40,23 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import structlog
+from websockets.datastructures import HeadersLike
 from websockets.exceptions import InvalidStatus, WebSocketException
-from websockets.sync.client import connect
+from websockets.http11 import USER_AGENT as WEBSOCKETS_USER_AGENT
+from websockets.sync.client import ClientConnection, connect
 
 from secret_agent.coder.agentconn import AgentConnection
 from secret_agent.coder.agentgate import RPC_PATH, check_server_version, json_object, refusal
+from secret_agent.coder.deadline import (
+    DeadlineTransport,
+    RequestDeadline,
+    environment_proxy,
+    ssl_context_for,
+)
 from secret_agent.coder.errors import (
     AgentProtocolError,
     AgentRPCStatusError,
+    CoderRedirectError,
 )
 from secret_agent.coder.manifest import (
     GET_MANIFEST_RPC,
@@ -72,6 +85,9 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024 + 64
 # A server that does not answer our close frame is not worth waiting for.
 CLOSE_TIMEOUT: Final = 2.0
 _MAX_BUILDINFO_BYTES: Final = 64 * 1024
+# What a redirect's message tells the user to fix (sync dials coder.url when
+# CODER_AGENT_URL is unset).
+URL_SETTING: Final = "CODER_AGENT_URL (or coder.url)"
 
 
 class _NoDebugLogger(logging.LoggerAdapter[logging.Logger]):
@@ -79,6 +95,40 @@ class _NoDebugLogger(logging.LoggerAdapter[logging.Logger]):
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
         return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+class _RedirectedError(Exception):
+    """The upgrade was answered with a 3xx (status and Location): never followed."""
+
+    def __init__(self, status: int, location: str | None) -> None:
+        self.status = status
+        self.location = location
+        super().__init__(f"HTTP {status}")
+
+
+class _NoRedirectConnection(ClientConnection):
+    """Turns a 3xx answer to the upgrade into `_RedirectedError` inside the handshake.
+
+    websockets >= 17.1 follows redirects (`process_redirect`) and strips only
+    Authorization, Cookie and Proxy-Authorization across origins, so our token header
+    would go along. It follows only an `InvalidStatus`, and raises anything else as it
+    is, so this works the same on every version from the pinned minimum on (before
+    17.1 websockets never followed one).
+    """
+
+    def handshake(
+        self,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = WEBSOCKETS_USER_AGENT,
+        timeout: float | None = None,
+    ) -> None:
+        try:
+            super().handshake(additional_headers, user_agent_header, timeout)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if 300 <= status < 400:
+                raise _RedirectedError(status, exc.response.headers.get("Location")) from None
+            raise
 
 
 def base_url(url: str) -> str:
@@ -235,7 +285,16 @@ class AgentClient:
                 close_timeout=CLOSE_TIMEOUT,
                 ssl=self._ssl if scheme == "wss" else None,
                 logger=self._ws_logger,
+                create_connection=_NoRedirectConnection,
             ).__enter__()
+        except _RedirectedError as exc:
+            raise CoderRedirectError(
+                method="GET",
+                url=f"{self.url}{RPC_PATH}",
+                status=exc.status,
+                location=exc.location,
+                setting=URL_SETTING,
+            ) from None
         except InvalidStatus as exc:
             answer = exc.response
             raise refusal(
@@ -245,7 +304,11 @@ class AgentClient:
             raise CoderResponseError(
                 f"GET {self.url}{RPC_PATH}: not a WebSocket upgrade ({type(exc).__name__}: {exc})"
             ) from None
-        except OSError as exc:  # TimeoutError, refused, DNS, TLS
+        except TimeoutError as exc:  # websockets' one deadline: connect, TLS, handshake
+            raise CoderUnreachableError(
+                f"GET {self.url}{RPC_PATH}: no complete answer within {self._timeout:g}s ({exc})"
+            ) from exc
+        except OSError as exc:  # refused, DNS, TLS
             raise CoderUnreachableError(
                 f"GET {self.url}{RPC_PATH}: cannot reach Coder ({type(exc).__name__}: {exc})"
             ) from exc
@@ -266,13 +329,17 @@ class AgentClient:
             CoderUnreachableError, ServerError, CoderResponseError, AgentProtocolError.
         """
         url = self.url + BUILDINFO_PATH
-        # Plain http has nothing to verify, and loading the CA store costs ~40 ms.
-        https = url.startswith("https:")
-        verify: ssl.SSLContext | bool = (self._ssl or True) if https else False
         timeout = _remaining(deadline, "buildinfo")
+        bound = RequestDeadline()
+        transport = DeadlineTransport(
+            deadline=bound,
+            ssl_context=ssl_context_for(url, self._ssl or True),
+            proxy=environment_proxy(url),
+        )
         try:
             with (
-                httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as http,
+                bound.bound(timeout) as budget,
+                httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as http,
                 http.stream("GET", url, headers={"User-Agent": USER_AGENT}) as resp,
             ):
                 raw = b""
@@ -280,10 +347,20 @@ class AgentClient:
                     raw += chunk
                     if len(raw) > _MAX_BUILDINFO_BYTES:
                         raise CoderResponseError(f"GET {url}: an oversized answer")
+        except httpx.TimeoutException as exc:
+            raise CoderUnreachableError(f"GET {url}: {budget.overrun(self._timeout)}") from exc
         except httpx.TransportError as exc:
             raise CoderUnreachableError(
                 f"GET {url}: cannot reach Coder ({type(exc).__name__}: {exc})"
             ) from exc
+        if 300 <= resp.status_code < 400:
+            raise CoderRedirectError(
+                method="GET",
+                url=url,
+                status=resp.status_code,
+                location=resp.headers.get("location"),
+                setting=URL_SETTING,
+            )
         if resp.status_code != 200:
             if resp.status_code == 429 or resp.status_code >= 500:
                 raise ServerError(status=resp.status_code, message=f"GET {url} failed")

@@ -1,28 +1,33 @@
-"""Errors of the workspace agent RPC (`reference/coder-agent-rpc.md`), under `CoderError`.
+"""Errors of the `coder` package under `CoderError`: the agent RPC's, and a redirect.
 
-They live in the `coder` package, beside the codecs that raise them, so the codecs and
-the dev server can share them without touching `secret_agent.errors`::
+They live in the `coder` package, beside the codecs and clients that raise them, so the
+codecs and the dev server can share them without touching `secret_agent.errors`::
 
     CoderError
-    └── AgentRPCError              the agent RPC failed
-        ├── AgentProtocolError     yamux, drpc or API-version trouble (retryable unless a
-        │                          version mismatch)
-        ├── ManifestError          the Manifest protobuf cannot be decoded
-        └── AgentRPCStatusError    the server answered with a drpc Error packet (code, text)
+    ├── AgentRPCError              the agent RPC failed
+    │   ├── AgentProtocolError     yamux, drpc or API-version trouble (retryable unless a
+    │   │                          version mismatch)
+    │   ├── ManifestError          the Manifest protobuf cannot be decoded
+    │   └── AgentRPCStatusError    the server answered with a drpc Error packet (code, text)
+    └── CoderResponseError
+        └── CoderRedirectError     a 3xx, never followed: names the host it pointed to
     UnauthorizedError
     └── AgentTokenRejectedError    401/403 at the agent RPC's door: the agent token
 
-Messages name sizes, stream ids, kinds and field numbers, never payload bytes or values.
-The one piece of peer text that reaches a message is a drpc Error's text, which is
-coderd's own error string, as `CoderAPIError` carries Coder's `message`.
+Messages name sizes, stream ids, kinds, field numbers and hosts, never payload bytes,
+values or tokens. The one piece of peer text that reaches a message is a drpc Error's
+text, which is coderd's own error string, as `CoderAPIError` carries Coder's `message`.
 """
 
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import urljoin, urlsplit
 
-from secret_agent.errors import CoderError, UnauthorizedError
+from secret_agent.errors import CoderError, CoderResponseError, UnauthorizedError
 
+# A hostile Location is shown as at most this much of its host, printable ASCII only.
+_MAX_HOST_CHARS: Final = 255
 # Prefix of drpc's "no such RPC" text (§3.8, §7.5): a renamed service, not a hiccup.
 _UNKNOWN_RPC_PREFIX: Final = "protocol error: unknown rpc:"
 
@@ -80,3 +85,51 @@ class AgentTokenRejectedError(UnauthorizedError):
             " rejected: it is not a current agent token of a running workspace (a rebuild"
             " issues a new one)"
         )
+
+
+class CoderRedirectError(CoderResponseError):
+    """A 3xx answer. secret-agent never follows one, so no token reaches the host it
+    points to; the message names that host (never the rest of the Location, which may
+    carry a login page's query or credentials) and the setting that fixes it.
+
+    `location_host` is the Location's `host[:port]`, resolved against the request's
+    URL, or "" when there is no usable Location.
+
+    Not retryable: a redirect is how the deployment, or a proxy or login page in front
+    of it, is set up, and the same request meets the same answer; `exec` does not ride
+    it out on stale values. The daemon still tries again at its backoff cap, so a
+    redirect that goes away (a maintenance or SSO page) heals without a restart.
+    """
+
+    retryable = False
+
+    def __init__(
+        self, *, method: str, url: str, status: int, location: str | None, setting: str
+    ) -> None:
+        self.location_host = redirect_host(url, location)
+        to = (
+            f"a redirect to {self.location_host}"
+            if self.location_host
+            else "a redirect without a usable Location"
+        )
+        super().__init__(
+            f"{method} {url} answered HTTP {status}, {to}; secret-agent never follows"
+            f" redirects (no token is sent there): point {setting} at the deployment's own URL",
+            status=status,
+        )
+
+
+def redirect_host(url: str, location: str | None) -> str:
+    """`host[:port]` of `location` resolved against `url`; "" if there is none to show."""
+    if not location:
+        return ""
+    try:
+        parts = urlsplit(urljoin(url, location.strip()))
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        return ""
+    shown = f"[{host}]" if ":" in host else host
+    if port is not None:
+        shown += f":{port}"
+    shown = "".join(c if 0x21 <= ord(c) <= 0x7E else "?" for c in shown[:_MAX_HOST_CHARS])
+    return shown if host else ""

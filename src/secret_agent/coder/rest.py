@@ -3,7 +3,10 @@
 One method per endpoint. Every failure leaves this module as a typed `CoderError`
 that says whether a retry can help; nothing here retries or sleeps (the policy lives
 with the caller). Bodies are read with a 4 MiB cap, then checked for shape, so a
-proxy's HTML page, a truncated body or a wrong type becomes a clear error.
+proxy's HTML page, a truncated body or a wrong type becomes a clear error. A redirect
+is never followed (`CoderRedirectError` names the host it pointed to, and no token goes
+there), and `timeout` bounds each request as a whole, body included
+(`deadline.DeadlineTransport`), so a server that trickles its answer cannot hang a pass.
 
 This module never logs, and never puts a request header, a token or a value into a
 message: Coder's own `message`/`detail`/`validations` texts are the only body text
@@ -21,6 +24,13 @@ from urllib.parse import quote
 
 import httpx
 
+from secret_agent.coder.deadline import (
+    DeadlineTransport,
+    RequestDeadline,
+    environment_proxy,
+    ssl_context_for,
+)
+from secret_agent.coder.errors import CoderRedirectError
 from secret_agent.errors import (
     CoderAPIError,
     CoderResponseError,
@@ -42,6 +52,8 @@ from secret_agent.schedule import parse_retry_after
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 TOKEN_HEADER: Final = "Coder-Session-Token"  # noqa: S105 - a header name
 USER_AGENT: Final = "secret-agent"
+# What a redirect's message tells the user to fix.
+URL_SETTING: Final = "coder.url (CODER_URL)"
 
 _STATUS_ERRORS: Final[Mapping[int, type[CoderAPIError]]] = {
     401: UnauthorizedError,
@@ -66,7 +78,9 @@ class CoderClient:
     """A client for one user's secrets on one Coder deployment.
 
     `requests` counts the HTTP requests sent, so callers can report (and tests and
-    benchmarks can assert) how many a pass took.
+    benchmarks can assert) how many a pass took. Requests reuse one pooled connection.
+    A `transport` given replaces `deadline.DeadlineTransport`, and with it the bound on
+    each whole request (only httpx's per-operation `timeout` is left).
     """
 
     def __init__(
@@ -88,11 +102,17 @@ class CoderClient:
         verify: ssl.SSLContext | bool = True
         if ca_file:
             verify = ssl.create_default_context(cafile=ca_file)
+        self._deadline = RequestDeadline()
+        if transport is None:
+            transport = DeadlineTransport(
+                deadline=self._deadline,
+                ssl_context=ssl_context_for(self.url, verify),
+                proxy=environment_proxy(self.url),
+            )
         self._http = httpx.Client(
             base_url=self.url,
             headers=headers,
             timeout=timeout,
-            verify=verify,
             transport=transport,
             follow_redirects=False,
         )
@@ -195,16 +215,22 @@ class CoderClient:
         return f"{self._collection()}/{quote(name, safe='')}"
 
     def _request(self, method: str, path: str, payload: object = None, *, expect: int = 200) -> Any:
-        """Send one request; return the decoded JSON body (None for 204) or raise."""
+        """Send one request; return the decoded JSON body (None for 204) or raise.
+
+        The whole request, body included, ends within `timeout` seconds.
+        """
         self.requests += 1
         content = None if payload is None else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
-            with self._http.stream(method, path, content=content, headers=headers) as resp:
+            with (
+                self._deadline.bound(self._timeout) as budget,
+                self._http.stream(method, path, content=content, headers=headers) as resp,
+            ):
                 raw = _read_capped(resp)
         except httpx.TimeoutException as exc:
             raise CoderUnreachableError(
-                f"{method} {self.url}{path}: no answer within {self._timeout:g}s"
+                f"{method} {self.url}{path}: {budget.overrun(self._timeout)}"
             ) from exc
         except httpx.RemoteProtocolError as exc:
             raise CoderResponseError(
@@ -215,6 +241,14 @@ class CoderClient:
             raise CoderUnreachableError(
                 f"{method} {self.url}{path}: cannot reach Coder ({type(exc).__name__}: {exc})"
             ) from exc
+        if 300 <= resp.status_code < 400:
+            raise CoderRedirectError(
+                method=method,
+                url=f"{self.url}{path}",
+                status=resp.status_code,
+                location=resp.headers.get("location"),
+                setting=URL_SETTING,
+            )
         if resp.status_code != expect:
             raise _status_error(resp, raw, where=f"{method} {path}")
         if expect == 204:
