@@ -192,7 +192,7 @@ def _backup_of(planned: str, make: bool, made: bool) -> tuple[str, str]:
     """The backup a target has after a write: ("" when none), and "made" or "kept"."""
     if make:
         return (planned, "made") if made else ("", "")
-    return planned, "kept"
+    return planned, ""  # carried forward: shown in status, not news
 
 
 def _write_env(action: WriteEnvFile, *, dir_mode: int) -> tuple[Outcome, int]:

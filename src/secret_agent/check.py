@@ -33,20 +33,25 @@ def _rows(plan: Plan, file_mode: int) -> list[tuple[str, str, str, str, str]]:
     mode = f"{file_mode:04o}"
     for a in plan.files:
         if isinstance(a, WriteFile):
-            rows.append(
-                ("fix-mode" if a.mode_only else "write", a.secret, a.path, mode, a.sha[:SHORT])
-            )
+            verb = "fix-mode" if a.mode_only else "write"
+            if a.make_backup:
+                verb = f"write (yours kept as {a.backup})"
+            rows.append((verb, a.secret, a.path, mode, a.sha[:SHORT]))
         elif isinstance(a, KeepFile):
             rows.append(("keep", a.secret, a.path, mode, a.sha[:SHORT]))
         elif isinstance(a, RemoveFile):
-            rows.append(("remove", a.secret or "(env file)", a.path, "", a.sha[:SHORT]))
+            verb = f"remove (put back {a.restore})" if a.restore else "remove"
+            rows.append((verb, a.secret or "(env file)", a.path, "", a.sha[:SHORT]))
         elif isinstance(a, ForgetFile):
             rows.append((f"forget ({a.state.value})", a.secret or "(env file)", a.path, "", ""))
     if plan.env_file is not None:
         env = plan.env_file
+        verb = "keep" if env.unchanged else "write"
+        if env.make_backup:
+            verb = f"write (yours kept as {env.backup})"
         rows.append(
             (
-                "keep" if env.unchanged else "write",
+                verb,
                 f"(env file: {len(env.variables)} vars)",
                 env.path,
                 "0600",
@@ -83,6 +88,12 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
             " the workspace agent RPC)",
             file=out,
         )
+    for url in coder.in_clear():
+        print(
+            f"           warning: {url} is plain http to a host that is not loopback: the"
+            " token and the values cross the network unencrypted; use https://",
+            file=out,
+        )
     with make_client(config) as client:
         planned = plan_pass(config, client)
     print(
@@ -107,4 +118,7 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
     for refusal in planned.plan.refused:
         problems += 1
         print(f"refused:   {refusal}", file=out)
+    if planned.plan.env_refused:
+        problems += 1
+        print(f"refused:   {planned.plan.env_refused}", file=out)
     return 0 if problems == 0 else 1

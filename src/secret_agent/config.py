@@ -74,6 +74,14 @@ class CoderConfig:
     agent_token: Secret | None  # CODER_AGENT_TOKEN
     login_dir: str = ""  # the Coder CLI's config dir (`coder login`'s url and session)
 
+    def in_clear(self) -> tuple[str, ...]:
+        """The configured URLs that carry a token over plain http to a non-loopback
+        host (product.md: one warning at start)."""
+        urls = [self.url] if self.token is not None and self.url else []
+        if self.agent_token is not None:
+            urls.append(self.agent_url or self.url)
+        return tuple(u for u in dict.fromkeys(urls) if configtype.crosses_network_in_clear(u))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ValuesConfig:

@@ -133,6 +133,26 @@ def url(value: object, where: Where) -> str:
     return text.rstrip("/")
 
 
+def crosses_network_in_clear(url_text: str) -> bool:
+    """Whether `url_text` is plain http:// to a host that is not loopback, so a token
+    sent there crosses the network unencrypted. Names are not resolved: only
+    `localhost` and loopback addresses count as loopback."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url_text)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    import ipaddress
+
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
+
+
 def user(value: object, where: Where) -> str:
     """`me`, a Coder username or a user ID (alphanumeric runs joined by dashes)."""
     text = string(value, where)

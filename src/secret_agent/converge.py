@@ -83,10 +83,11 @@ def apply_state(
     *,
     gate: AbstractContextManager[object] = NO_GATE,
     keep: LastGood | None = None,
+    release: bool = True,
 ) -> SyncReport:
     """Plan and apply `desired` under the state lock; `keep` remembers it, under the
-    lock, as the last known good state."""
-    report = _apply(config, lambda: desired, gate=gate, keep=keep, release=True)
+    lock, as the last known good state; `release` as in `restore_pass`."""
+    report = _apply(config, lambda: desired, gate=gate, keep=keep, release=release)
     if report is None:  # only a loader returning None gets here
         raise AssertionError("apply_state: no desired state")
     return report
@@ -113,11 +114,8 @@ def _apply(
             file_mode=config.sync.file_mode,
             dir_mode=config.sync.dir_mode,
         )
-        result = applied.ledger
-        if release:
-            result = Ledger.of(
-                result.entries.values(), ((s.name, s.version) for s in desired.secrets)
-            )
+        catalog = _catalog(desired, ledger, release=release)
+        result = Ledger.of(applied.ledger.entries.values(), catalog)
         if result != ledger:
             save_ledger(state_dir, result)  # sweeps state_dir's dead temp files too
         else:
@@ -153,11 +151,13 @@ def _termination_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _catalog(desired: DesiredState, ledger: Ledger) -> list[tuple[str, Version]]:
+def _catalog(desired: DesiredState, ledger: Ledger, *, release: bool) -> list[tuple[str, Version]]:
     """The secrets of `desired` at their versions; a secret that failed to fetch and has
-    no state in `desired` keeps its old catalog entry (what is on disk is that one)."""
-    catalog = {s.name: s.version for s in desired.secrets}
+    no state in `desired` keeps its old catalog entry (what is on disk is that one).
+    Without `release` (exec), every other secret of the old catalog stays in it too."""
     old = dict(ledger.catalog)
+    catalog = {} if release else dict(old)
+    catalog.update({s.name: s.version for s in desired.secrets})
     for name, _why in desired.failed:
         if name not in catalog and name in old:
             catalog[name] = old[name]

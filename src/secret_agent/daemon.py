@@ -69,8 +69,20 @@ def run_once(config: Config) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
+def warn_in_clear(config: Config) -> None:
+    """One warning at start per URL that sends a token unencrypted (product.md)."""
+    for url in config.coder.in_clear():
+        log.warning(
+            "plain_http",
+            url=url,
+            why="the Coder token and the secret values cross the network unencrypted",
+            fix="use the deployment's https:// URL",
+        )
+
+
 def cmd_run(config: Config, *, once: bool, load: Callable[[], Config]) -> int:
     logs.configure(level=config.log.level, fmt=config.log.format)
+    warn_in_clear(config)
     if once:
         return run_once(config)
     make_client(config).close()  # fail fast on a missing URL or credentials

@@ -33,7 +33,7 @@ import structlog
 from secret_agent import logs
 from secret_agent.actions import SyncReport
 from secret_agent.config import Config, parse_duration
-from secret_agent.daemon import Daemon
+from secret_agent.daemon import Daemon, warn_in_clear
 from secret_agent.errors import ConfigError, LaunchError
 from secret_agent.execcmd import command_of, values_for_exec
 from secret_agent.launcher import ensure_files, prepare_env
@@ -206,6 +206,7 @@ def run_watch(config: Config, args: argparse.Namespace, *, load: Callable[[], Co
     """The whole of `exec --watch`; returns the child's exit code."""
     argv = command_of(args)
     logs.configure(level=config.log.level, fmt=config.log.format)
+    warn_in_clear(config)
     on_change = OnChange.parse(args.on_change)
     grace = parse_duration(args.grace, key="--grace")
     debounce = parse_duration(args.debounce, key="--debounce")

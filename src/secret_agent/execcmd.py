@@ -69,7 +69,7 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
         if local is not None:
             return local.desired
     try:
-        return _fetch(config)
+        return _fetch(config, err)
     except (CoderError, CredentialsError) as exc:
         if isinstance(exc, CoderError) and not exc.retryable:
             raise  # Coder answered (400, 403, 404...): not an outage to ride out
@@ -92,13 +92,16 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
         return found.desired
 
 
-def _fetch(config: Config) -> DesiredState:
+def _fetch(config: Config, err: TextIO) -> DesiredState:
     from secret_agent.recall import LastGood
     from secret_agent.sync import make_client, run_pass
 
+    for url in config.coder.in_clear():
+        _warn(err, f"{url} is plain http: the token and values cross the network unencrypted")
     memory = LastGood()
     with make_client(config) as client:
-        run_pass(config, client, last_good=memory)
+        # exec's flags may differ from the daemon's config: it prunes nothing.
+        run_pass(config, client, last_good=memory, release=False)
     desired = memory.state
     if desired is None:  # run_pass has just set it
         raise LaunchError("the state applied a moment ago is gone (this is a bug)")

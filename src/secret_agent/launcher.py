@@ -68,7 +68,8 @@ def default_max_age(config: Config) -> float:
 
 def daemon_state(config: Config, *, max_age: float, now: float | None = None) -> LocalState | None:
     """The running daemon's state if its last good sync is within `max_age` and every
-    secret `exec` could deliver was read back with its file in place, else None."""
+    secret `exec` could deliver was read back, else None. A file not in place is then
+    put back from the value read back (`ensure_files`), with no network."""
     doc = read_status(config.sync.state_dir)
     if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
         return None
@@ -78,7 +79,7 @@ def daemon_state(config: Config, *, max_age: float, now: float | None = None) ->
     if age is None or age > max_age:
         return None
     found = recall(config)
-    if found is None or found.missing or not files_in_place(config, found.desired):
+    if found is None or found.missing:
         return None  # where neither file nor env file has a value, exec fetches
     return LocalState(desired=found.desired, last_good_sync=str(doc["last_good_sync"]), age=age)
 

@@ -5,7 +5,11 @@ The only module that configures logging. The chain, in order:
 2. format an exception into text with *no locals* (structlog's defaults would show
    them, and a local may hold a value);
 3. `redact_event`: a key named `value` (or `token`) becomes `[redacted]`, and every
-   known secret value is scrubbed out of every string, tracebacks included;
+   known secret value is scrubbed out of every string, tracebacks included. The log's
+   structure stays: keys and event names are names, printed as they are unless one *is*
+   a known value; the fields the chain adds (level, timestamp, logger) are never values;
+   a secret's name, path, env_name and short_sha are metadata, printed as they are
+   unless one is exactly a value (a value `aws` leaves `path=~/.aws/credentials` whole);
 4. render.
 The stdlib logging of libraries (httpx logs each request at INFO) is routed through
 the same chain and held at WARNING.
@@ -21,7 +25,7 @@ from typing import Any, Final, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from secret_agent.redact import REDACTED, Secret, scrub
+from secret_agent.redact import REDACTED, Secret, is_known, scrub
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -30,15 +34,41 @@ LEVELS: Final = {
     "error": logging.ERROR,
 }
 SENSITIVE_KEYS: Final = frozenset({"value", "token", "content", "password"})
+# Added by the chain itself (and structlog's stdlib bridge), never from a value.
+CHAIN_KEYS: Final = frozenset({"level", "timestamp", "logger", "_record", "_from_structlog"})
+# What a secret is called and where it goes: shown in `status` too, never scrubbed as text.
+METADATA_KEYS: Final = frozenset({"secret", "path", "env_name", "short_sha"})
+# Keys that every reader of the log relies on: the same in every line, so never a value's.
+FIXED_KEYS: Final = CHAIN_KEYS | METADATA_KEYS | {"event", "exception"}
 
 
 def redact_event(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    """Scrub known values from every string in the event, recursively."""
+    """Scrub known values from every string in the event, recursively, keeping its shape."""
+    # A stdlib record's event is its message, free text; structlog's is a snake_case name.
+    foreign = event.get("_from_structlog") is False
     for key in list(event):
-        value = event.pop(key)
-        safe_key = scrub(key)
-        event[safe_key] = REDACTED if key in SENSITIVE_KEYS else _scrub_any(value)
+        obj = event.pop(key)
+        if key in CHAIN_KEYS:
+            event[key] = obj
+        elif key in SENSITIVE_KEYS:
+            event[key] = REDACTED
+        elif isinstance(obj, str) and (
+            key in METADATA_KEYS or (key == "event" and not foreign and obj.isidentifier())
+        ):
+            event[key] = _scrub_name(obj)
+        else:
+            event[key if key in FIXED_KEYS else _scrub_key(key)] = _scrub_any(obj)
     return event
+
+
+def _scrub_name(text: str) -> str:
+    return REDACTED if is_known(text) else text
+
+
+def _scrub_key(key: object) -> str:
+    text = str(key)
+    # Keys written in code are identifiers; one built from data may hold a value in part.
+    return _scrub_name(text) if text.isidentifier() else scrub(text)
 
 
 def _scrub_any(obj: Any) -> Any:
@@ -46,7 +76,7 @@ def _scrub_any(obj: Any) -> Any:
         return obj
     if isinstance(obj, MutableMapping):
         return {
-            scrub(str(k)): REDACTED if k in SENSITIVE_KEYS else _scrub_any(v)
+            _scrub_key(k): REDACTED if k in SENSITIVE_KEYS else _scrub_any(v)
             for k, v in obj.items()
         }
     if isinstance(obj, list | tuple):

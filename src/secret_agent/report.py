@@ -13,7 +13,7 @@ from typing import Final
 import structlog
 
 from secret_agent import __version__
-from secret_agent.actions import SyncReport
+from secret_agent.actions import Outcome, SyncReport
 from secret_agent.model import FileState
 from secret_agent.redact import scrub
 from secret_agent.state import SecretStatus, Status, now_iso
@@ -35,7 +35,9 @@ def log_report(report: SyncReport) -> None:
     """One event per target that changed or failed, one per refusal, one summary."""
     for outcome in report.outcomes:
         if outcome.state is FileState.REFUSED:
-            continue  # reported below with its reason
+            if not outcome.secret:  # the env file: no secret's refusal carries it
+                log.error("env_file_refused", path=outcome.path, error=outcome.error)
+            continue  # a secret's: reported below with its reason
         level, event = _EVENTS[outcome.state]
         fields = {"path": outcome.path, "short_sha": outcome.short_sha}
         if outcome.secret:
@@ -45,6 +47,7 @@ def log_report(report: SyncReport) -> None:
         if outcome.error:
             fields["error"] = outcome.error
         getattr(log, level)(event, **fields)
+        _log_backup(outcome)
     for name, why in report.failed:
         log.error("secret_fetch_failed", secret=name, error=why, files="kept as last applied")
     for refusal in report.refused:
@@ -75,9 +78,30 @@ def log_report(report: SyncReport) -> None:
 _RESTORED: Final = frozenset({FileState.WRITTEN, FileState.MODE_FIXED, FileState.REMOVED})
 
 
+_BACKUP_EVENTS: Final = {
+    "made": ("original_kept", "a file secret-agent did not write was there; kept beside it"),
+    "restored": ("original_restored", "the secret is gone; the file that was there is back"),
+    "kept": ("original_left", "the target was not removed, so the original stays beside it"),
+}
+
+
+def _log_backup(outcome: Outcome) -> None:
+    """product.md: each case of `sync.existing_files` is logged."""
+    if outcome.backup_action in _BACKUP_EVENTS:
+        event, what = _BACKUP_EVENTS[outcome.backup_action]
+        log.warning(
+            event,
+            path=outcome.path,
+            backup=outcome.backup,
+            secret=outcome.secret or None,
+            what=what,
+        )
+
+
 def log_restore(report: SyncReport) -> None:
     """After a restore pass: one event per file put back; silence when nothing was."""
     for outcome in report.outcomes:
+        _log_backup(outcome)
         if outcome.state in _RESTORED:
             log.warning(
                 "file_restored",
@@ -119,10 +143,18 @@ def daemon_status(
         next_attempt=now_iso(time.time() + next_in) if next_in is not None else "",
         requests_last_pass=report.requests if report else 0,
         env_file=env_file,
+        env_file_backup=_env_backup(report, env_file) if report else "",
         coder_url=source[0],
         coder_user=source[1],
         secrets=_secret_statuses(report) if report else (),
     )
+
+
+def _env_backup(report: SyncReport, env_file: str) -> str:
+    for o in report.outcomes:
+        if not o.secret and o.path == env_file and o.backup_action != "restored":
+            return o.backup
+    return ""
 
 
 def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
@@ -137,6 +169,7 @@ def _secret_statuses(report: SyncReport) -> tuple[SecretStatus, ...]:
                 state=o.state.value,
                 short_sha=o.short_sha,
                 error=scrub(o.error),
+                backup=o.backup if o.backup_action != "restored" else "",
             )
     for r in report.refused:
         rows[r.secret] = SecretStatus(

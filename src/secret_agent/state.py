@@ -31,6 +31,8 @@ class SecretStatus:
     state: str = ""
     short_sha: str = ""
     error: str = ""
+    # Where the file that was at `path` before secret-agent is kept ("" if none).
+    backup: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,7 @@ class Status:
     next_attempt: str = ""
     requests_last_pass: int = 0
     env_file: str = ""
+    env_file_backup: str = ""  # the user's own file that was at the env file's path
     # Whose secrets these are: `exec` uses the daemon's state only for the same ones.
     coder_url: str = ""
     coder_user: str = ""

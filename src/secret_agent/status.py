@@ -50,6 +50,8 @@ def _print_human(doc: dict[str, Any], running: bool, out: TextIO) -> None:
         print(f"next attempt:    {doc.get('next_attempt')}", file=out)
     if doc.get("env_file"):
         print(f"env file:        {doc.get('env_file')}", file=out)
+    if doc.get("env_file_backup"):
+        print(f"                 (your file that was there: {doc['env_file_backup']})", file=out)
     secrets = doc.get("secrets") or []
     print(f"secrets:         {len(secrets)}", file=out)
     for s in secrets:
@@ -57,4 +59,5 @@ def _print_human(doc: dict[str, Any], running: bool, out: TextIO) -> None:
         env = f" ${s.get('env_name')}" if s.get("env_name") else ""
         sha = f" {s.get('short_sha')}" if s.get("short_sha") else ""
         err = f" ({s.get('error')})" if s.get("error") else ""
-        print(f"  {s.get('name')}: {s.get('state')} {target}{env}{sha}{err}", file=out)
+        kept = f" [your file that was there: {s['backup']}]" if s.get("backup") else ""
+        print(f"  {s.get('name')}: {s.get('state')} {target}{env}{sha}{err}{kept}", file=out)

@@ -206,6 +206,7 @@ def run_pass(
     *,
     last_good: LastGood | None = None,
     gate: AbstractContextManager[object] = NO_GATE,
+    release: bool = True,
 ) -> SyncReport:
     """Fetch, plan and apply; raises only for pass-wide failures.
 
@@ -220,4 +221,4 @@ def run_pass(
         LedgerError: the ledger is corrupt; nothing touched.
     """
     desired = fetch_state(config, clients, previous=previous_state(config, last_good))
-    return apply_state(config, desired, gate=gate, keep=last_good)
+    return apply_state(config, desired, gate=gate, keep=last_good, release=release)

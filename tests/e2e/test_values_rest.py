@@ -248,3 +248,20 @@ def test_ledger_records_versions_but_no_value(dev_server: DevServer, workspace: 
     assert [v["name"] for v in env["variables"]] == ["TOK"]
     assert CANARY not in json.dumps(doc)
     assert os.stat(workspace.state_dir / "ledger.json").st_mode & 0o077 == 0
+
+
+def test_exec_alone_leaves_what_an_offline_exec_reads_back(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """With no daemon and no run --once ever, an exec that fetched leaves its values
+    where the next, offline, exec reads them back."""
+    create(dev_server, "tok", f"{CANARY}-tok", env_name="TOK")
+    prog = [PY, "-c", "import os; print(os.environ.get('TOK'))"]
+    online = workspace.run("exec", "--", *prog)
+    assert online.stdout.strip() == f"{CANARY}-tok", online.stderr
+    dev_server.server.stop()
+    offline = workspace.run("exec", "--", *prog)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.strip() == f"{CANARY}-tok"
+    assert "last known good" in offline.stderr
+    assert f"{CANARY}-tok" not in state_text(workspace)
