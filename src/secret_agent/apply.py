@@ -121,18 +121,19 @@ def _sweep_untouched(plan: Plan, roots: Sequence[str]) -> None:
     """Sweep the temp files of killed writers (`files.sweep_temps`) from the directory
     of every target this pass visits without writing; writes and removals sweep
     their own directory."""
-    visited: dict[str, Sequence[str] | None] = {}
+    visited: dict[str, tuple[str, Sequence[str] | None]] = {}  # directory -> a target in it
     for action in plan.files:
         if isinstance(action, KeepFile | ForgetFile) or (
             isinstance(action, WriteFile) and action.mode_only
         ):
-            visited.setdefault(os.path.dirname(action.path), roots if action.secret else None)
+            within = roots if action.secret else None
+            visited.setdefault(os.path.dirname(action.path), (action.path, within))
     env = plan.env_file
     if env is not None and env.unchanged:
-        visited.setdefault(os.path.dirname(env.path), None)
-    for directory, within in visited.items():
+        visited.setdefault(os.path.dirname(env.path), (env.path, None))
+    for target, within in visited.values():
         with contextlib.suppress(UnsafePathError, ApplyError, OSError):
-            files.sweep_temps(os.path.join(directory, "x"), roots=within)
+            files.sweep_temps(target, roots=within)
 
 
 def _outcome(

@@ -12,7 +12,7 @@ Exit codes (also in the README):
   3  credentials missing, rejected (401) or not allowed (403)
   4  Coder unreachable or answering with errors (timeouts, 5xx, 429, bad bodies)
   5  no way to get secret values (values.source)
-  6  local state unusable (corrupt ledger, state_dir not writable)
+  6  local state unusable (corrupt ledger, state_dir not writable or not yours alone)
   70 internal error (a bug: please report it)
 """
 

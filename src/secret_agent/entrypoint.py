@@ -97,7 +97,15 @@ class ChildCompanion:
         self._code = 0
 
     def _env(self, desired: DesiredState) -> dict[str, str]:
-        return prepare_env(self._config(), desired, os.environ).env
+        child = prepare_env(self._config(), desired, os.environ)
+        for refusal in child.refused:
+            log.warning(
+                "variable_not_delivered",
+                secret=refusal.secret,
+                error=refusal.reason,
+                kind=type(refusal).__name__,
+            )
+        return child.env
 
     def signal_handlers(self) -> Mapping[signal.Signals, Callable[[], None]]:
         handlers: dict[signal.Signals, Callable[[], None]] = {

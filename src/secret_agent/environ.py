@@ -17,7 +17,6 @@ check the counting against the running kernel, to the byte).
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Final
 from secret_agent.envname import validate_env_name
 from secret_agent.errors import (
     DuplicateTargetError,
-    LaunchError,
+    ExecTooLargeError,
     SecretRefusedError,
     UnrepresentableValueError,
 )
@@ -55,23 +54,6 @@ class ChildEnv:
 
     def __repr__(self) -> str:  # the env holds values: never print it
         return f"ChildEnv(variables={len(self.env)}, secret_names={self.secret_names!r})"
-
-
-class ExecTooLargeError(LaunchError, OSError):
-    """argv and the environment are more than execve accepts (exit 126, as a shell's).
-
-    Also an `OSError` (E2BIG, the message as `strerror`), so that whoever handles a
-    child that cannot be spawned handles this one too (`exec --watch`'s restart does).
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=126)
-        self.message = message
-        self.errno = errno.E2BIG
-        self.strerror = message
-
-    def __str__(self) -> str:  # the message alone, as every LaunchError's (no "[Errno 7]")
-        return self.message
 
 
 def child_env(

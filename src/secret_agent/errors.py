@@ -27,7 +27,8 @@ Bases are cut by what a caller can do about the error::
     ├── ApplyError                   I/O failure writing or removing (path, errno)
     ├── LedgerError                  unreadable or corrupt ledger
     └── LaunchError                  `exec` cannot start the command (exit_code 126/127)
-        └── StaleStateError          fresh values were required and none are available
+        ├── StaleStateError          fresh values were required and none are available
+        └── ExecTooLargeError        argv and environment exceed the kernel's limit (E2BIG)
 
 Constructors take names, paths and fields, never values, so a message cannot contain
 one. Messages end without a period so callers can prefix or suffix context.
@@ -35,6 +36,7 @@ one. Messages end without a period so callers can prefix or suffix context.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -184,10 +186,12 @@ class DuplicateTargetError(SecretRefusedError):
 
 
 class UnsafePathError(SecretAgentError):
-    """A path lies outside the allowed roots, or a symlink sits where none may be.
+    """A path lies outside the allowed roots, or a symlink sits where none may be, or
+    `state_dir` is not this user's alone (owner, mode, a planted symlink).
 
     Raised by `paths` and `files`, which know paths but not secrets; `apply` turns it
-    into a `PathRefusedError` or `SymlinkRefusedError` naming the secret.
+    into a `PathRefusedError` or `SymlinkRefusedError` naming the secret. One that
+    reaches the command line is about local state (exit 6).
     """
 
     def __init__(self, message: str, *, path: str, symlink: bool = False) -> None:
@@ -224,3 +228,20 @@ class StaleStateError(LaunchError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=4)
+
+
+class ExecTooLargeError(LaunchError, OSError):
+    """argv and the environment are more than execve accepts (exit 126, as a shell's).
+
+    Also an `OSError` (E2BIG, the message as `strerror`), so that whoever handles a
+    child that cannot be spawned handles this one too (`exec --watch`'s restart does).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=126)
+        self.message = message
+        self.errno = errno.E2BIG
+        self.strerror = message
+
+    def __str__(self) -> str:  # the message alone, as every LaunchError's (no "[Errno 7]")
+        return self.message

@@ -105,7 +105,7 @@ class Supervisor:
 
         Raises:
             FileNotFoundError, PermissionError: the command cannot be run.
-            environ.ExecTooLargeError: argv and `env` are more than execve takes (an
+            ExecTooLargeError: argv and `env` are more than execve takes (an
                 OSError too, E2BIG, so a caller's OSError handling covers it).
         """
         self._exited = asyncio.get_running_loop().create_future()
