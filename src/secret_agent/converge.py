@@ -15,10 +15,17 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from secret_agent import files
-from secret_agent.actions import Plan, SyncReport
+from secret_agent.actions import Plan, SyncReport, WriteEnvFile, WriteFile
 from secret_agent.apply import apply_plan
 from secret_agent.config import Config
-from secret_agent.ledger import Ledger, ledger_path, load_ledger, save_ledger
+from secret_agent.ledger import (
+    ENV_FILE_SECRET,
+    Ledger,
+    LedgerEntry,
+    ledger_path,
+    load_ledger,
+    save_ledger,
+)
 from secret_agent.model import DesiredState, Version
 from secret_agent.plan import Targets, make_plan
 from secret_agent.recall import LastGood, forget_legacy_snapshot
@@ -107,6 +114,9 @@ def _apply(
         if desired is None:
             return None
         plan, ledger = plan_locked(config, desired, release=release)
+        announced = write_ahead(plan, ledger)
+        if announced != ledger:
+            save_ledger(state_dir, announced)
         applied = apply_plan(
             plan,
             ledger,
@@ -116,7 +126,7 @@ def _apply(
         )
         catalog = _catalog(desired, ledger, release=release)
         result = Ledger.of(applied.ledger.entries.values(), catalog)
-        if result != ledger:
+        if result != announced:
             save_ledger(state_dir, result)  # sweeps state_dir's dead temp files too
         else:
             files.sweep_temps(ledger_path(state_dir), roots=None)
@@ -149,6 +159,31 @@ def _termination_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def write_ahead(plan: Plan, ledger: Ledger) -> Ledger:
+    """`ledger` plus a pending entry for each target this plan writes for the first
+    time: saved before applying, so a process killed between a rename and the final
+    ledger still knows which file it wrote (and where the original went), and the
+    next pass neither mistakes its own file for the user's nor loses a backup."""
+    entries = dict(ledger.entries)
+    writes: list[WriteFile | WriteEnvFile] = [a for a in plan.files if isinstance(a, WriteFile)]
+    if plan.env_file is not None:
+        writes.append(plan.env_file)
+    for action in writes:
+        known = entries.get(action.path)
+        if (known is not None and not known.pending) or getattr(action, "mode_only", False):
+            continue
+        if isinstance(action, WriteEnvFile) and action.unchanged:
+            continue
+        entries[action.path] = LedgerEntry(
+            path=action.path,
+            secret=action.secret if isinstance(action, WriteFile) else ENV_FILE_SECRET,
+            sha=action.sha,
+            backup=action.backup,
+            pending=True,
+        )
+    return Ledger.of(entries.values(), ledger.catalog)
 
 
 def _catalog(desired: DesiredState, ledger: Ledger, *, release: bool) -> list[tuple[str, Version]]:

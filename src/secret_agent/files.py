@@ -48,10 +48,11 @@ dead writers left there first (`sweep_temps` does only that). A candidate is a r
 file owned by us named exactly as `_create_temp` names (`.{stem}.secret-agent.{12
 hex}.tmp`), opened `O_NOFOLLOW | O_NONBLOCK` and checked to be that same file, and is
 unlinked only when `flock(LOCK_EX | LOCK_NB)` on it succeeds: a live writer (another
-secret-agent sharing the directory) is never disturbed. An empty one may be a writer
-between its `open` and its `flock`, so it waits out `_EMPTY_TEMP_GRACE` (it holds no
-value). Nothing else is removed: no lookalike name, symlink, directory or other user's
-file.
+secret-agent sharing the directory) is never disturbed. Sweeps run under the state
+lock, so no writer of the same `state_dir` can be between its `open` and its `flock`;
+one of another `state_dir` caught in that gap loses only its temp file: its rename
+then fails, nothing is changed, and its next pass writes again. Nothing else is
+removed: no lookalike name, symlink, directory or other user's file.
 
 The state directory must be ours alone: `lock_exclusive` and `check_state_dir` refuse
 one not owned by the current user, with any group or other permission bit, or holding
@@ -68,7 +69,6 @@ import os
 import posixpath
 import re
 import stat
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -99,8 +99,6 @@ _LOCK_NAME: Final = "lock"
 _TEMP_STEM_BYTES: Final = 200
 # Exactly the names `_create_temp` makes: nothing else is ever swept.
 _TEMP_NAME: Final = re.compile(r"\.(.+)\.secret-agent\.[0-9a-f]{12}\.tmp", re.DOTALL)
-# An empty temp file may belong to a writer between its open(2) and its flock(2).
-_EMPTY_TEMP_GRACE: Final = 60.0
 
 
 def sha256_hex(data: bytes) -> str:
@@ -422,8 +420,6 @@ def _remove_abandoned(dfd: int, name: str) -> bool:
             return False  # a live writer
         now = os.fstat(fd)
         if not (stat.S_ISREG(now.st_mode) and now.st_uid == me and _same_file(st, now)):
-            return False
-        if now.st_size == 0 and time.time() - now.st_mtime < _EMPTY_TEMP_GRACE:
             return False
         if not _same_file(lstat_at(dfd, name), now):
             return False

@@ -39,6 +39,11 @@ class LedgerEntry:
     `version` is the secret's version written there (a secret file); `env_format` and
     `variables` describe the env file. `backup` is where the file that was there
     before us is kept (`sync.existing_files = "backup"`), "" if there was none.
+
+    `pending` marks a write-ahead entry (`converge`): recorded before a first write to
+    a target, so that a process killed between the rename and the final ledger still
+    knows the file is ours. It is ours only while it holds `sha`; otherwise whatever
+    is there was not written by us.
     """
 
     path: str
@@ -48,6 +53,7 @@ class LedgerEntry:
     env_format: str = ""
     variables: tuple[EnvVariable, ...] = ()
     backup: str = ""
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +136,7 @@ def _entry(e: Mapping[str, object]) -> LedgerEntry:
             for v in variables
         ),
         backup=str(e.get("backup") or ""),
+        pending=e.get("pending") is True,
     )
 
 
@@ -155,4 +162,6 @@ def _doc(e: LedgerEntry) -> dict[str, object]:
         ]
     if e.backup:
         doc["backup"] = e.backup
+    if e.pending:
+        doc["pending"] = True
     return doc

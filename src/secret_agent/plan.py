@@ -195,6 +195,7 @@ def _file_action(
         )
     content = secret.value.reveal().encode()
     sha = sha256_hex(content)
+    entry = _ours(entry, seen)
     backup = entry.backup if entry is not None else ""
     if seen.exists and seen.is_file and seen.sha == sha:
         if seen.mode == targets.file_mode:
@@ -226,6 +227,15 @@ def _file_action(
         backup=backup,
         make_backup=make_backup,
     )
+
+
+def _ours(entry: LedgerEntry | None, seen: Observed) -> LedgerEntry | None:
+    """The ledger entry that makes the target ours, if any: a write-ahead (`pending`)
+    entry counts only while the file holds the bytes it announced (the write it
+    announced was done, and the process was killed before the final ledger)."""
+    if entry is not None and entry.pending and not (seen.is_file and seen.sha == entry.sha):
+        return None
+    return entry
 
 
 def backup_path(path: str) -> str:
@@ -324,7 +334,7 @@ def _env_action(
         and seen.sha == sha
         and seen.mode == ENV_FILE_MODE
     )
-    entry = ledger.get(targets.env_path)
+    entry = _ours(ledger.get(targets.env_path), seen)
     backup = entry.backup if entry is not None else ""
     make_backup = False
     if seen.exists and seen.is_file and seen.sha != sha and entry is None:
