@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,6 +35,7 @@ from typing import Any, Final, cast
 
 from secret_agent import configtype
 from secret_agent.configtype import MAX_DURATION, Parser, Where, parse_duration
+from secret_agent.dirwalk import not_private
 from secret_agent.errors import ConfigError
 from secret_agent.model import EnvFormat, SourceKind
 from secret_agent.redact import Secret
@@ -249,15 +249,10 @@ def _read_small(path: str, *, limit: int, key: str | None, private: bool = False
 
 def _check_private(st: os.stat_result, path: str, key: str | None) -> None:
     """Refuse a token file others may read or replace, naming the command that fixes it."""
-    me = os.geteuid()
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid != me:
-        problem, fix = f"is owned by uid {st.st_uid}, not by this user (uid {me})", f"chown {me}"
-    elif mode & 0o077:
-        loose = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
-        problem, fix = f"is {loose} by others (mode {mode:04o})", "chmod 600"
-    else:
+    found = not_private(st, mode="600")
+    if found is None:
         return
+    problem, fix = found
     import shlex  # only on the error path: exec's fast path never pays for it
 
     raise ConfigError(

@@ -110,6 +110,20 @@ def is_link_at(dfd: int, name: str) -> bool:
     return st is not None and stat.S_ISLNK(st.st_mode)
 
 
+def not_private(st: os.stat_result, *, mode: str) -> tuple[str, str] | None:
+    """Why a file or directory of ours is not ours alone, and the command that fixes it
+    (`chown UID` or `chmod MODE`), or None: owned by the current user, no group or
+    other bit. As ssh does with private keys; root included."""
+    me = os.geteuid()
+    bits = stat.S_IMODE(st.st_mode)
+    if st.st_uid != me:
+        return f"is owned by uid {st.st_uid}, not by this user (uid {me})", f"chown {me}"
+    if bits & 0o077:
+        loose = "readable" if bits & 0o044 else "writable" if bits & 0o022 else "accessible"
+        return f"is {loose} by others (mode {bits:04o})", f"chmod {mode}"
+    return None
+
+
 def check_private_dir(dfd: int, path: str, *, what: str) -> None:
     """Refuse directory `dfd` (at `path`, a `what` such as "state directory") unless it
     is owned by the current user, has no group or other permission bit, and holds no
@@ -119,15 +133,8 @@ def check_private_dir(dfd: int, path: str, *, what: str) -> None:
         UnsafePathError: naming the `chown` or `chmod 700` that fixes it, or the symlink.
         OSError: the OS refused to stat or list it.
     """
-    st = os.fstat(dfd)
-    me = os.geteuid()
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid != me:
-        problem, fix = f"is owned by uid {st.st_uid}, not by this user (uid {me})", f"chown {me}"
-    elif mode & 0o077:
-        loose = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
-        problem, fix = f"is {loose} by others (mode {mode:04o})", "chmod 700"
-    else:
+    found = not_private(os.fstat(dfd), mode="700")
+    if found is None:
         with os.scandir(dfd) as entries:
             links = sorted(e.name for e in entries if e.is_symlink())
         if not links:
@@ -137,6 +144,7 @@ def check_private_dir(dfd: int, path: str, *, what: str) -> None:
             path=posixpath.join(path, links[0]),
             symlink=True,
         )
+    problem, fix = found
     raise UnsafePathError(f"the {what} {problem}; run `{fix} {_quoted(path)}`", path=path)
 
 

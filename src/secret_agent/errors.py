@@ -36,8 +36,9 @@ one. Messages end without a period so callers can prefix or suffix context.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -208,6 +209,17 @@ class ApplyError(SecretAgentError):
         self.path = path
         self.errno = errno
         super().__init__(f"{path}: {message}")
+
+
+@contextlib.contextmanager
+def os_errors_as_apply_errors(path: str, action: str) -> Iterator[None]:
+    """Translate `OSError` into `ApplyError` ("ACTION: reason", with `errno`): the one
+    boundary of every module that writes or removes files (`files`, `originals`)."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ApplyError(f"{action}: {reason}", path=path, errno=exc.errno) from exc
 
 
 class LedgerError(SecretAgentError):

@@ -82,7 +82,7 @@ from secret_agent.dirwalk import (
     lstat_at,
     open_parent,
 )
-from secret_agent.errors import ApplyError, UnsafePathError
+from secret_agent.errors import UnsafePathError, os_errors_as_apply_errors
 from secret_agent.model import FileState, Observed
 
 # Coder caps a manifest at 4 MiB, so a larger file cannot hold a value we wrote.
@@ -133,7 +133,7 @@ def write_atomic(
     """
     target = cut_target(path, roots)  # (1)
     sha = sha256_hex(content)
-    with _os_errors(path, "cannot write"), contextlib.ExitStack() as stack:
+    with os_errors_as_apply_errors(path, "cannot write"), contextlib.ExitStack() as stack:
         dfd = open_parent(target, create=True, dir_mode=dir_mode)  # (2)
         stack.callback(os.close, dfd)
         _sweep(dfd, target)  # what dead writers left in the directory (2) opened
@@ -157,7 +157,7 @@ def observe(path: str, *, roots: Sequence[str] | None) -> Observed:
         ApplyError: the OS refused to open or read something.
     """
     target = cut_target(path, roots)
-    with _os_errors(path, "cannot inspect"), contextlib.ExitStack() as stack:
+    with os_errors_as_apply_errors(path, "cannot inspect"), contextlib.ExitStack() as stack:
         found = _inspect(target, stack)
         if found is None:
             return Observed(path=path, exists=False)
@@ -184,7 +184,7 @@ def remove_if_unchanged(path: str, sha: str, *, roots: Sequence[str] | None) -> 
         ApplyError: the OS refused to read or remove the file.
     """
     target = cut_target(path, roots)
-    with _os_errors(path, "cannot remove"), contextlib.ExitStack() as stack:
+    with os_errors_as_apply_errors(path, "cannot remove"), contextlib.ExitStack() as stack:
         found = _inspect(target, stack, sweep=True)
         if found is None:
             return FileState.REMOVED
@@ -211,7 +211,7 @@ def sweep_temps(path: str, *, roots: Sequence[str] | None) -> tuple[str, ...]:
         ApplyError: the OS refused to open a directory on the way.
     """
     target = cut_target(path, roots)
-    with _os_errors(path, "cannot sweep"), contextlib.ExitStack() as stack:
+    with os_errors_as_apply_errors(path, "cannot sweep"), contextlib.ExitStack() as stack:
         try:
             dfd = open_parent(target, create=False)
         except FileNotFoundError:
@@ -280,7 +280,10 @@ def check_state_dir(state_dir: str) -> None:
     """
     target = _lock_target(state_dir)
     directory = posixpath.dirname(target.path)
-    with _os_errors(directory, "cannot check the state directory"), contextlib.ExitStack() as st:
+    with (
+        os_errors_as_apply_errors(directory, "cannot check the state directory"),
+        contextlib.ExitStack() as st,
+    ):
         try:
             dfd = open_parent(target, create=False)
         except FileNotFoundError:
@@ -300,7 +303,7 @@ def _held_lock(state_dir: str) -> Iterator[None]:
     target = _lock_target(state_dir)
     with contextlib.ExitStack() as stack:
         # Only acquiring is translated: an OSError from the caller's block is theirs.
-        with _os_errors(target.path, "cannot lock"):
+        with os_errors_as_apply_errors(target.path, "cannot lock"):
             dfd = open_parent(target, create=True, dir_mode=0o700)
             stack.callback(os.close, dfd)
             check_private_dir(dfd, posixpath.dirname(target.path), what="state directory")
@@ -484,13 +487,3 @@ def _refuse_if_link(exc: OSError, dfd: int, target: Target) -> None:
         raise UnsafePathError(
             "a symlink sits at the target", path=target.path, symlink=True
         ) from exc
-
-
-@contextlib.contextmanager
-def _os_errors(path: str, action: str) -> Iterator[None]:
-    """Translate `OSError` into `ApplyError` at this module's boundary."""
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ApplyError(f"{action}: {reason}", path=path, errno=exc.errno) from exc

@@ -29,7 +29,7 @@ import stat
 from collections.abc import Iterator, Sequence
 
 from secret_agent.dirwalk import Target, cut_target, lstat_at, open_parent
-from secret_agent.errors import ApplyError, UnsafePathError
+from secret_agent.errors import ApplyError, UnsafePathError, os_errors_as_apply_errors
 
 BACKUP_MODE = 0o600
 
@@ -45,7 +45,7 @@ def keep(path: str, backup: str, *, roots: Sequence[str] | None) -> bool:
         ApplyError: the OS refused (a filesystem without hard links, say).
     """
     target, spare = _pair(path, backup, roots)
-    with _os_errors(path, "cannot keep the original"), _directory(target) as dfd:
+    with os_errors_as_apply_errors(path, "cannot keep the original"), _directory(target) as dfd:
         here = lstat_at(dfd, target.name)
         if here is None:
             return False
@@ -80,7 +80,7 @@ def put_back(path: str, backup: str, *, roots: Sequence[str] | None) -> bool:
         ApplyError: the OS refused.
     """
     target, spare = _pair(path, backup, roots)
-    with _os_errors(path, "cannot put the original back"), _directory(target) as dfd:
+    with os_errors_as_apply_errors(path, "cannot put the original back"), _directory(target) as dfd:
         kept = lstat_at(dfd, spare)
         if kept is None:
             return False
@@ -112,12 +112,3 @@ def _directory(target: Target) -> Iterator[int]:
         yield dfd
     finally:
         os.close(dfd)
-
-
-@contextlib.contextmanager
-def _os_errors(path: str, action: str) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ApplyError(f"{action}: {reason}", path=path, errno=exc.errno) from exc
