@@ -61,6 +61,8 @@ class ForgetFile:
     # The original kept beside it: put back when the target is gone (REMOVED), else
     # left where it is and reported.
     backup: str = ""
+    # Keep the ledger entry, marked `left` (prune off, a backup beside it: see plan).
+    keep: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

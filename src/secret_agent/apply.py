@@ -9,6 +9,7 @@ because of an error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ def apply_plan(
                 entries.pop(action.path, None)
         else:
             outcome = _forget(action, roots=roots if action.secret else None)
-            entries.pop(action.path, None)
+            entry = entries.pop(action.path, None)
+            if action.keep and entry is not None:
+                entries[action.path] = dataclasses.replace(entry, left=True)
         outcomes.append(outcome)
     _sweep_untouched(plan, roots)
     if plan.env_file is not None:

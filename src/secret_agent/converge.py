@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from secret_agent import files
 from secret_agent.actions import Plan, SyncReport, WriteEnvFile, WriteFile
-from secret_agent.apply import apply_plan
+from secret_agent.apply import Applied, apply_plan
 from secret_agent.config import Config
 from secret_agent.ledger import (
     ENV_FILE_SECRET,
@@ -26,11 +26,13 @@ from secret_agent.ledger import (
     load_ledger,
     save_ledger,
 )
-from secret_agent.model import DesiredState, Version
+from secret_agent.model import DesiredState, FileState, Version
 from secret_agent.plan import Targets, make_plan
 from secret_agent.recall import LastGood, forget_legacy_snapshot
 
 NO_GATE: AbstractContextManager[object] = nullcontext()
+# The `updated_at` of a catalog entry whose write failed: no timestamp looks like it.
+UNWRITTEN = "!unwritten"
 
 
 def targets_of(config: Config, *, release: bool = True) -> Targets:
@@ -124,7 +126,7 @@ def _apply(
             file_mode=config.sync.file_mode,
             dir_mode=config.sync.dir_mode,
         )
-        catalog = _catalog(desired, ledger, release=release)
+        catalog = _catalog(desired, ledger, release=release, unwritten=_unwritten(plan, applied))
         result = Ledger.of(applied.ledger.entries.values(), catalog)
         if result != announced:
             save_ledger(state_dir, result)  # sweeps state_dir's dead temp files too
@@ -186,17 +188,36 @@ def write_ahead(plan: Plan, ledger: Ledger) -> Ledger:
     return Ledger.of(entries.values(), ledger.catalog)
 
 
-def _catalog(desired: DesiredState, ledger: Ledger, *, release: bool) -> list[tuple[str, Version]]:
+def _catalog(
+    desired: DesiredState, ledger: Ledger, *, release: bool, unwritten: set[str]
+) -> list[tuple[str, Version]]:
     """The secrets of `desired` at their versions; a secret that failed to fetch and has
     no state in `desired` keeps its old catalog entry (what is on disk is that one).
-    Without `release` (exec), every other secret of the old catalog stays in it too."""
+    Without `release` (exec), every other secret of the old catalog stays in it too.
+
+    A secret with a target whose write failed is recorded at no version that anything
+    on disk has: its old file must not be read back as the current value, even where
+    versions cannot tell (the agent source has no `updated_at`)."""
     old = dict(ledger.catalog)
     catalog = {} if release else dict(old)
-    catalog.update({s.name: s.version for s in desired.secrets})
+    catalog.update(
+        {
+            s.name: (UNWRITTEN, *s.version[1:]) if s.name in unwritten else s.version
+            for s in desired.secrets
+        }
+    )
     for name, _why in desired.failed:
         if name not in catalog and name in old:
             catalog[name] = old[name]
     return list(catalog.items())
+
+
+def _unwritten(plan: Plan, applied: Applied) -> set[str]:
+    failed = {o.path for o in applied.outcomes if o.state is FileState.FAILED}
+    names = {a.secret for a in plan.files if isinstance(a, WriteFile) and a.path in failed}
+    if plan.env_file is not None and plan.env_file.path in failed:
+        names.update(v.secret for v in plan.env_file.written)
+    return names
 
 
 def _variables(plan: Plan) -> tuple[tuple[str, str], ...]:

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
-from secret_agent import __version__, logs, notify
+from secret_agent import __version__, files, logs, notify
 from secret_agent.actions import SyncReport
 from secret_agent.config import Config
 from secret_agent.converge import restore_pass
@@ -125,8 +125,13 @@ class Daemon:
         rng: random.Random | None = None,
         companion: Companion | None = None,
         last_good: LastGood | None = None,
+        defer_to_keeper: bool = False,
     ) -> None:
         self._companion = companion
+        # `defer_to_keeper` (exec --watch): beside a daemon that keeps this state_dir,
+        # remove nothing, since exec's flags may differ from that daemon's config.
+        self._defer_to_keeper = defer_to_keeper
+        self._release = True
         # The last applied state, values included: only ever in memory (product.md).
         self._memory = last_good if last_good is not None else LastGood()
         self._config = config
@@ -172,6 +177,7 @@ class Daemon:
             handlers.update(self._companion.signal_handlers())
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        stack = contextlib.ExitStack()
         log.info(
             "daemon_started",
             version=__version__,
@@ -180,6 +186,7 @@ class Daemon:
         )
         self._write_status("starting")
         try:
+            self._keep_state_dir(stack)
             if self._companion is not None:
                 await self._companion.start()
             async with asyncio.TaskGroup() as tg:
@@ -200,6 +207,7 @@ class Daemon:
                 # STATUS=, and systemd must hear STOPPING=1 last.
                 self._notifier.send(notify.STOPPING)
         finally:
+            stack.close()
             for sig in handlers:
                 loop.remove_signal_handler(sig)
             if self._clients is not None:
@@ -208,6 +216,35 @@ class Daemon:
             self._notifier.close()
         log.info("daemon_stopped")
         return self._companion.exit_code() if self._companion is not None else EXIT_OK
+
+    def _keep_state_dir(self, stack: contextlib.ExitStack) -> None:
+        """Hold the keeper lock for the daemon's life, if no other daemon holds it."""
+        where = self._config.sync.state_dir
+        try:
+            taken = stack.enter_context(files.keeper_lock(where))
+        except SecretAgentError as exc:
+            # The passes will report the state_dir's trouble and retry; until one can
+            # tell, a daemon that defers removes nothing.
+            log.warning("keeper_lock_failed", state_dir=where, error=str(exc))
+            self._release = not self._defer_to_keeper
+            return
+        if taken:
+            return
+        if self._defer_to_keeper:
+            self._release = False
+            log.info(
+                "beside_a_daemon",
+                state_dir=where,
+                what="another secret-agent daemon keeps this state_dir: this one keeps"
+                " its files current and removes none",
+            )
+        else:
+            log.warning(
+                "second_daemon",
+                state_dir=where,
+                why="another secret-agent daemon already keeps this state_dir",
+                fix="stop one of them, or give each its own sync.state_dir",
+            )
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("stopping", signal=sig.name)
@@ -273,7 +310,9 @@ class Daemon:
         config = self._config
         clients = self._clients
         self._clients = make_client(config) if clients is None else clients.renewed(config)
-        return run_pass(config, self._clients, last_good=self._memory, gate=self._gate)
+        return run_pass(
+            config, self._clients, last_good=self._memory, gate=self._gate, release=self._release
+        )
 
     def _retry_wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -389,7 +428,9 @@ class Daemon:
         config = self._config
         try:
             report = await run_in_thread(
-                lambda: restore_pass(config, lambda: self._memory.state, gate=self._gate)
+                lambda: restore_pass(
+                    config, lambda: self._memory.state, gate=self._gate, release=self._release
+                )
             )
         except Stopping:
             return

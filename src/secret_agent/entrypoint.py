@@ -237,7 +237,12 @@ def run_watch(config: Config, args: argparse.Namespace, *, load: Callable[[], Co
             stop_daemon=lambda: daemon.request_stop(),  # noqa: PLW0108 - daemon is bound below
         )
         daemon = Daemon(
-            config, load=load, env=os.environ, companion=companion, last_good=LastGood(initial)
+            config,
+            load=load,
+            env=os.environ,
+            companion=companion,
+            last_good=LastGood(initial),
+            defer_to_keeper=True,
         )
         return await daemon.run()
 

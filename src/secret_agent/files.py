@@ -95,6 +95,8 @@ _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_NAME: Final = "lock"
+# Held for its whole life by the daemon that keeps this state_dir (see `keeper_lock`).
+_KEEPER_LOCK_NAME: Final = "keeper.lock"
 # Leaves room for the prefix and suffix of a temp name within NAME_MAX (255 bytes).
 _TEMP_STEM_BYTES: Final = 200
 # Exactly the names `_create_temp` makes: nothing else is ever swept.
@@ -250,7 +252,7 @@ def read_private(path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
     return data
 
 
-def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
+def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[bool]:
     """Hold `flock(LOCK_EX)` on `state_dir/lock` for the `with` block, blocking until free.
 
     Creates `state_dir` (mode 0700) and the lock file (0600) by the walk of step (2)
@@ -263,7 +265,20 @@ def lock_exclusive(state_dir: str) -> contextlib.AbstractContextManager[None]:
             `check_state_dir` (a symlinked `lock` included).
         ApplyError: the directory or lock file cannot be created or locked.
     """
-    return _held_lock(state_dir)
+    return _held_lock(state_dir, _LOCK_NAME, blocking=True)
+
+
+def keeper_lock(state_dir: str) -> contextlib.AbstractContextManager[bool]:
+    """Try to become the one daemon that keeps `state_dir`: `flock(LOCK_EX|LOCK_NB)` on
+    `state_dir/keeper.lock`, held for the `with` block; yields whether it was taken.
+
+    `exec --watch` beside a `run` daemon must not prune with its own flags what the
+    daemon's config claims; the lock is how it knows it is beside one.
+
+    Raises:
+        UnsafePathError, ApplyError: as `lock_exclusive`.
+    """
+    return _held_lock(state_dir, _KEEPER_LOCK_NAME, blocking=False)
 
 
 def check_state_dir(state_dir: str) -> None:
@@ -292,15 +307,15 @@ def check_state_dir(state_dir: str) -> None:
         check_private_dir(dfd, directory, what="state directory")
 
 
-def _lock_target(state_dir: str) -> Target:
+def _lock_target(state_dir: str, name: str = _LOCK_NAME) -> Target:
     if not state_dir.startswith("/"):
         raise UnsafePathError("state_dir must be an absolute path", path=state_dir)
-    return cut_target(paths.expand_target(f"{state_dir}/{_LOCK_NAME}", home="/"), None)
+    return cut_target(paths.expand_target(f"{state_dir}/{name}", home="/"), None)
 
 
 @contextlib.contextmanager
-def _held_lock(state_dir: str) -> Iterator[None]:
-    target = _lock_target(state_dir)
+def _held_lock(state_dir: str, name: str, *, blocking: bool) -> Iterator[bool]:
+    target = _lock_target(state_dir, name)
     with contextlib.ExitStack() as stack:
         # Only acquiring is translated: an OSError from the caller's block is theirs.
         with os_errors_as_apply_errors(target.path, "cannot lock"):
@@ -314,9 +329,14 @@ def _held_lock(state_dir: str) -> Iterator[None]:
                 raise
             stack.callback(os.close, fd)
             os.fchmod(fd, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
-        yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                taken = False
+            else:
+                taken = True
+                stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+        yield taken
 
 
 def _inspect(

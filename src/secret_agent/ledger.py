@@ -43,7 +43,8 @@ class LedgerEntry:
     `pending` marks a write-ahead entry (`converge`): recorded before a first write to
     a target, so that a process killed between the rename and the final ledger still
     knows the file is ours. It is ours only while it holds `sha`; otherwise whatever
-    is there was not written by us.
+    is there was not written by us. `left` marks a target no secret claims any more,
+    left in place (`sync.prune` off) over the user's original at `backup`.
     """
 
     path: str
@@ -54,6 +55,7 @@ class LedgerEntry:
     variables: tuple[EnvVariable, ...] = ()
     backup: str = ""
     pending: bool = False
+    left: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ def _entry(e: Mapping[str, object]) -> LedgerEntry:
         ),
         backup=str(e.get("backup") or ""),
         pending=e.get("pending") is True,
+        left=e.get("left") is True,
     )
 
 
@@ -164,4 +167,6 @@ def _doc(e: LedgerEntry) -> dict[str, object]:
         doc["backup"] = e.backup
     if e.pending:
         doc["pending"] = True
+    if e.left:
+        doc["left"] = True
     return doc

@@ -75,9 +75,10 @@ class DesiredState:
     secrets: tuple[DesiredSecret, ...]
     # How many HTTP requests (or RPC calls) building this state took.
     requests: int = 0
-    # Secrets whose answer was unusable this time, and why (never a value). Each keeps
-    # its previous state in `secrets` when there was one; either way, nothing of it
-    # may be removed because of the failure.
+    # Secrets whose value this state lacks, and why (never a value): their answer was
+    # unusable this time, or (a state read back from disk, `recall`) their value could
+    # not be read back. Each keeps its previous state in `secrets` when there was one;
+    # either way, nothing of it may be removed or rewritten because of the lack.
     failed: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self) -> str:

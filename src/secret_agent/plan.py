@@ -13,7 +13,9 @@ decision can be tested with a dict. The algorithm:
    the mode only. Anything else: write.
 3. Every ledger entry no longer claimed: if prune is on and the file still holds the
    bytes we wrote, remove it; if it is already gone, forget it; if someone changed it,
-   keep it and report it (foreign). Prune off: forget it and leave the file. An entry
+   keep it and report it (foreign). Prune off: forget it and leave the file; one that
+   replaced a file of the user's (5) keeps its entry, marked `left`, until it is gone
+   (then theirs is put back) or claimed again. An entry
    of a secret whose fetch failed this pass (`DesiredState.failed`) is held: neither
    removed nor forgotten, since an error never deletes anything.
 4. Render the env file from every secret with an `env_name` (refusing, per variable,
@@ -22,11 +24,13 @@ decision can be tested with a dict. The algorithm:
    a failed secret with no previous state has a variable in it: rewriting would drop
    that variable because of an error.
 5. A target (secret file or env file) that holds a regular file we did not write
-   (no ledger entry, other bytes) follows `sync.existing_files`: "replace" writes over
-   it; "refuse" refuses that target; "backup" (default) has apply move it aside to
-   `NAME.secret-agent-orig` first (refused if that name is taken: never a second
-   backup over the first), and the ledger remembers the backup so that releasing the
-   target in (3) puts the original back.
+   (no ledger entry; even one already holding the very bytes) follows
+   `sync.existing_files`: "replace" writes over it; "refuse" refuses that target;
+   "backup" (default) has apply move it aside to `NAME.secret-agent-orig` first
+   (refused if that name is taken: never a second backup over the first), and the
+   ledger remembers the backup so that releasing the target in (3) puts the original
+   back. An entry whose backup is gone while the target holds other bytes than ours
+   is the user's file moved back: kept aside again, not overwritten.
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def make_plan(
         actions.append(action)
     held = {name for name, _why in desired.failed}
     env_file, env_refused, env_why = _env_action(
-        desired, ledger, targets=targets, observe=observe_local
+        desired, ledger, targets=targets, observe=observe_local, resolve=resolve
     )
     refused.extend(env_refused)
     env_held = env_file is not None and _env_held(desired, ledger, held, env_file.path)
@@ -137,9 +141,11 @@ def make_plan(
         if env_held and entry.path == targets.env_path:
             continue
         local = entry.secret == ENV_FILE_SECRET
-        actions.append(
-            _release(entry, prune=targets.prune, observe=observe_local if local else observe_secret)
+        release = _release(
+            entry, prune=targets.prune, observe=observe_local if local else observe_secret
         )
+        if release is not None:
+            actions.append(release)
     if env_held:
         env_file = None
     return Plan(
@@ -195,9 +201,10 @@ def _file_action(
         )
     content = secret.value.reveal().encode()
     sha = sha256_hex(content)
-    entry = _ours(entry, seen)
+    entry = _ours(entry, seen, observe)
     backup = entry.backup if entry is not None else ""
-    if seen.exists and seen.is_file and seen.sha == sha:
+    theirs = seen.exists and seen.is_file and entry is None
+    if seen.exists and seen.is_file and seen.sha == sha and not _kept_aside(theirs, targets):
         if seen.mode == targets.file_mode:
             return KeepFile(
                 secret=secret.name, path=path, sha=sha, version=secret.version, backup=backup
@@ -212,7 +219,7 @@ def _file_action(
             backup=backup,
         )
     make_backup = False
-    if seen.exists and seen.is_file and entry is None:
+    if theirs:
         # (5)
         backup, why = _existing(path, policy=targets.existing_files)
         if why:
@@ -229,13 +236,34 @@ def _file_action(
     )
 
 
-def _ours(entry: LedgerEntry | None, seen: Observed) -> LedgerEntry | None:
-    """The ledger entry that makes the target ours, if any: a write-ahead (`pending`)
-    entry counts only while the file holds the bytes it announced (the write it
-    announced was done, and the process was killed before the final ledger)."""
-    if entry is not None and entry.pending and not (seen.is_file and seen.sha == entry.sha):
+def _ours(entry: LedgerEntry | None, seen: Observed, observe: Observe) -> LedgerEntry | None:
+    """The ledger entry that makes the target ours, if any.
+
+    A write-ahead (`pending`) entry counts only while the file holds the bytes it
+    announced (the write it announced was done, and the process was killed before the
+    final ledger). An entry whose backup is gone while the target holds other bytes
+    than ours counts no more: the user moved their original back (5).
+    """
+    if entry is None or (seen.is_file and seen.sha == entry.sha):
+        return entry
+    if entry.pending:
+        return None
+    if entry.backup and seen.is_file and not _exists(entry.backup, observe):
         return None
     return entry
+
+
+def _exists(path: str, observe: Observe) -> bool:
+    try:
+        return observe(path).exists
+    except (UnsafePathError, ApplyError):
+        return True  # unsure: keep trusting the ledger
+
+
+def _kept_aside(theirs: bool, targets: Targets) -> bool:
+    """(5) Whether a file we did not write goes through `existing_files` even when it
+    already holds the value: adopting it would delete the user's file with the secret."""
+    return theirs and targets.existing_files != "replace"
 
 
 def backup_path(path: str) -> str:
@@ -277,15 +305,16 @@ def _env_held(desired: DesiredState, ledger: Ledger, held: set[str], path: str) 
     return any(v.secret in held and v.secret not in present for v in entry.variables)
 
 
-def _release(entry: LedgerEntry, *, prune: bool, observe: Observe) -> RemoveFile | ForgetFile:
+def _release(
+    entry: LedgerEntry, *, prune: bool, observe: Observe
+) -> RemoveFile | ForgetFile | None:
     # (3)
-    def forget(state: FileState) -> ForgetFile:
-        return ForgetFile(secret=entry.secret, path=entry.path, state=state, backup=entry.backup)
+    def forget(state: FileState, *, keep: bool = False) -> ForgetFile:
+        return ForgetFile(
+            secret=entry.secret, path=entry.path, state=state, backup=entry.backup, keep=keep
+        )
 
-    def remove() -> RemoveFile:
-        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha, restore=entry.backup)
-
-    if not prune:
+    if not prune and not entry.backup:
         return forget(FileState.LEFT)
     try:
         seen = observe(entry.path)
@@ -294,16 +323,25 @@ def _release(entry: LedgerEntry, *, prune: bool, observe: Observe) -> RemoveFile
     except ApplyError:
         # Unreadable now: let apply try (and fail) the checked removal, which keeps the
         # ledger entry, so the file is pruned once it can be read again.
-        return remove()
-    if not seen.exists:
-        return forget(FileState.REMOVED)
-    if seen.is_file and not seen.is_symlink and seen.sha == entry.sha:
-        return remove()
+        seen = None
+    if seen is not None and not seen.exists:
+        return forget(FileState.REMOVED)  # and a backup goes back (apply)
+    if not prune:
+        # Left in place over the user's original: the entry stays (marked `left`, said
+        # once), so the path is still known as ours with theirs beside it.
+        return None if entry.left else forget(FileState.LEFT, keep=True)
+    if seen is None or (seen.is_file and not seen.is_symlink and seen.sha == entry.sha):
+        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha, restore=entry.backup)
     return forget(FileState.FOREIGN)
 
 
 def _env_action(
-    desired: DesiredState, ledger: Ledger, *, targets: Targets, observe: Observe
+    desired: DesiredState,
+    ledger: Ledger,
+    *,
+    targets: Targets,
+    observe: Observe,
+    resolve: Callable[[str], str],
 ) -> tuple[WriteEnvFile | None, tuple[SecretRefusedError, ...], str]:
     # (4)
     entries = [
@@ -321,23 +359,35 @@ def _env_action(
     rendered = envfile.render_env(
         entries, targets.env_format, allow_reserved=targets.allow_reserved
     )
+    own = own_file(targets.env_path, resolve(targets.env_path), targets.protected)
+    if own:
+        return (
+            None,
+            rendered.refused,
+            (
+                f"env file {targets.env_path} is {own}; secret-agent never writes over its"
+                " own files: set env_file.path to another file"
+            ),
+        )
     content = rendered.content.reveal().encode()
     sha = sha256_hex(content)
     try:
         seen = observe(targets.env_path)
     except (UnsafePathError, ApplyError):
         seen = Observed(path=targets.env_path, exists=False)  # apply's write reports why
+    entry = _ours(ledger.get(targets.env_path), seen, observe)
+    theirs = seen.exists and seen.is_file and entry is None
     unchanged = (
-        seen.exists
+        not _kept_aside(theirs, targets)
+        and seen.exists
         and seen.is_file
         and not seen.is_symlink
         and seen.sha == sha
         and seen.mode == ENV_FILE_MODE
     )
-    entry = _ours(ledger.get(targets.env_path), seen)
     backup = entry.backup if entry is not None else ""
     make_backup = False
-    if seen.exists and seen.is_file and seen.sha != sha and entry is None:
+    if theirs and (seen.sha != sha or _kept_aside(theirs, targets)):
         # (5)
         backup, why = _existing(targets.env_path, policy=targets.existing_files)
         if why:

@@ -15,6 +15,9 @@ keeps its last known good state in memory (`LastGood`); a new process (`run --on
    Coder for it. A recalled state is a hint for change detection and an offline
    fallback, never a reason to prune: callers that apply it pass `release=False` or
    fetch first.
+4. Every other secret of the last applied state is in the state's `failed`: like a
+   secret whose fetch failed, applying the state never removes or rewrites anything
+   of it (its file, its line of the env file), since its value is not known.
 
 Nothing here writes, and nothing is trusted that was not verified against the ledger.
 """
@@ -36,6 +39,8 @@ from secret_agent.model import NO_VERSION, DesiredSecret, DesiredState, EnvForma
 from secret_agent.redact import Secret, known_values
 
 EMPTY: Final = DesiredState(secrets=())
+# Why a secret of the last applied state is in a recalled state's `failed` (4).
+NOT_READ_BACK: Final = "its value could not be read back from its file or the env file"
 # The name of the file that held every value before they stopped resting in state_dir.
 LEGACY_SNAPSHOT: Final = "values.json"
 
@@ -97,7 +102,9 @@ def recall_from(ledger: Ledger) -> DesiredState:
             found.setdefault(secret.name, secret)
     secrets = tuple(found[n] for n in sorted(found) if n not in conflicted)
     known_values.add(s.value.reveal() for s in secrets)
-    return DesiredState(secrets=secrets)
+    have = {s.name for s in secrets}
+    lacking = tuple((name, NOT_READ_BACK) for name in sorted(current) if name not in have)
+    return DesiredState(secrets=secrets, failed=lacking)
 
 
 def _read_back(entry: LedgerEntry) -> Iterable[DesiredSecret]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,3 +344,37 @@ def test_dev_server_cli_prints_agent_lines_that_drive_agent_only_mode(tmp_path: 
         finally:
             server.close()
     assert lines[0] == lines[1]  # the agent token survives a restart on the same store
+
+
+def test_a_failed_write_is_never_read_back_as_the_new_value(
+    agent_server: AgentServer, tmp_path: Path
+) -> None:
+    """A rotation whose env file write fails leaves the old line on disk; with no
+    `updated_at` to tell versions apart, exec must still not take it for the current
+    value: offline, it names the secret as not delivered (beside a daemon, it fetches)."""
+    ws = make_workspace(tmp_path, agent_server, session=False)
+    env_dir = ws.home / "envdir"
+    ws.write_config(
+        AGENT.lstrip() + f'[env_file]\npath = "{env_dir}/secrets.env"\n[log]\nformat = "json"\n'
+    )
+    agent_server.create("tok", f"{CANARY}-old", env="TOK")
+    agent_server.create("other", f"{CANARY}-other", path="~/other")
+    assert ws.run("run", "--once").returncode == 0
+    agent_server.store.update_secret(DEV_USER, "tok", value=f"{CANARY}-new")
+    # The write fails (a file where its directory should be: root ignores modes), and
+    # then the old env file is back as it was.
+    env_dir.rename(ws.home / "aside")
+    env_dir.write_text("not a directory")
+    failed = ws.run("run", "--once")
+    assert failed.returncode == 1, failed.stderr
+    env_dir.unlink()
+    (ws.home / "aside").rename(env_dir)
+    assert f"{CANARY}-old" in (env_dir / "secrets.env").read_text()
+    agent_server.server.stop()
+    prog = [sys.executable, "-c", "import os; print(os.environ.get('TOK'))"]
+    offline = ws.run("exec", "--", *prog)
+    assert offline.stdout.strip() == "None", offline.stderr
+    assert "not delivered" in offline.stderr and "TOK" in offline.stderr
+    assert_no_leak(
+        [f"{CANARY}-old", f"{CANARY}-new", f"{CANARY}-other"], offline.stderr, failed.stderr
+    )

@@ -219,3 +219,67 @@ def test_status_shows_where_the_original_is(dev_server: DevServer, workspace: Wo
     assert f"your file that was there: {creds}.secret-agent-orig" in status.stdout
     [row] = as_json["secrets"]
     assert row["backup"] == f"{creds}.secret-agent-orig"
+
+
+def test_a_file_of_yours_already_holding_the_value_is_still_yours(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """Same bytes as the secret, but made by hand: kept aside like any other, and still
+    there once the secret is deleted (adopting it would delete it)."""
+    config(workspace)
+    creds = workspace.home / ".aws/credentials"
+    value = f"{CANARY}-same"
+    hand_made(creds, value)
+    create(dev_server, "aws", value, file_path="~/.aws/credentials")
+    first = workspace.run("run", "--once")
+    assert first.returncode == 0, first.stderr
+    assert events(first, "original_kept")
+    delete(dev_server, "aws")
+    gone = workspace.run("run", "--once")
+    assert gone.returncode == 0, gone.stderr
+    assert creds.read_text() == value
+    assert not (workspace.home / ".aws/credentials.secret-agent-orig").exists()
+
+
+def test_the_original_moved_back_by_hand_is_kept_aside_again(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """`mv credentials.secret-agent-orig credentials`: the next pass sees the user's file,
+    not a tampered one of ours, and keeps it aside again instead of writing over it."""
+    config(workspace)
+    creds = workspace.home / ".aws/credentials"
+    backup = workspace.home / ".aws/credentials.secret-agent-orig"
+    hand_made(creds)
+    create(dev_server, "aws", f"{CANARY}-aws", file_path="~/.aws/credentials")
+    assert workspace.run("run", "--once").returncode == 0
+    backup.rename(creds)
+    again = workspace.run("run", "--once")
+    assert again.returncode == 0, again.stderr
+    assert backup.read_text() == MINE
+    assert creds.read_text() == f"{CANARY}-aws"
+    delete(dev_server, "aws")
+    assert workspace.run("run", "--once").returncode == 0
+    assert creds.read_text() == MINE
+
+
+def test_prune_off_remembers_the_original_when_the_secret_comes_back(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """Prune off: a deleted secret's file stays over the original (said once); the same
+    secret back at that path is written there again, not refused as 'a second backup'."""
+    config(workspace, "\n[sync]\nprune = false\n")
+    creds = workspace.home / ".aws/credentials"
+    backup = workspace.home / ".aws/credentials.secret-agent-orig"
+    hand_made(creds)
+    create(dev_server, "aws", f"{CANARY}-aws", file_path="~/.aws/credentials")
+    assert workspace.run("run", "--once").returncode == 0
+    delete(dev_server, "aws")
+    left = workspace.run("run", "--once")
+    assert len(events(left, "original_left")) == 1
+    quiet = workspace.run("run", "--once")
+    assert not events(quiet, "original_left")
+    create(dev_server, "aws", f"{CANARY}-aws-2", file_path="~/.aws/credentials")
+    back = workspace.run("run", "--once")
+    assert back.returncode == 0, back.stderr
+    assert creds.read_text() == f"{CANARY}-aws-2"
+    assert backup.read_text() == MINE

@@ -47,6 +47,8 @@ HOSTILE = {
             f' "value": "{CANARY}-evil", "updated_at": "{STAMP}"}}'
         ).encode(),
     ),
+    # A proxy's own page: only Coder's JSON 404 means the secret was deleted.
+    "proxy-404": _http("404 Not Found", b"<html><h1>Not Found</h1></html>", "text/html"),
     "silent": b"",  # answers nothing until the client gives up
 }
 

@@ -307,6 +307,11 @@ def _status_error(resp: httpx.Response, raw: bytes, *, where: str) -> CoderAPIEr
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("message"), str):
         what = "an empty body" if not raw else _describe_non_json(resp, raw)
+        if cls is NotFoundError:
+            # Only Coder's own 404 says a secret is gone; a proxy's page says nothing
+            # of it, and taking it for a deletion would remove the secret's file.
+            cls = CoderAPIError
+            what += ", not Coder's own answer"
         return cls(status=status, message=f"{where} answered with {what}", retry_after=retry_after)
     validations = [
         Validation(field=str(v.get("field", "")), detail=str(v.get("detail", "")))
