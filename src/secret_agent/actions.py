@@ -27,6 +27,7 @@ class WriteFile:
     # the target now holds a file we did not write, to be moved there first.
     backup: str = ""
     make_backup: bool = False
+    backup_mode: int = 0  # the original's mode, given back with it (0: unknown)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +39,7 @@ class KeepFile:
     sha: str
     version: Version = NO_VERSION
     backup: str = ""
+    backup_mode: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,7 @@ class RemoveFile:
     path: str
     sha: str
     restore: str = ""
+    restore_mode: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +64,7 @@ class ForgetFile:
     # The original kept beside it: put back when the target is gone (REMOVED), else
     # left where it is and reported.
     backup: str = ""
+    backup_mode: int = 0
     # Keep the ledger entry, marked `left` (prune off, a backup beside it: see plan).
     keep: bool = False
 
@@ -79,6 +83,7 @@ class WriteEnvFile:
     unchanged: bool = False
     backup: str = ""
     make_backup: bool = False
+    backup_mode: int = 0
 
 
 FileAction = WriteFile | KeepFile | RemoveFile | ForgetFile

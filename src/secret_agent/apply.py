@@ -76,6 +76,7 @@ def apply_plan(
                     sha=action.sha,
                     version=action.version,
                     backup=outcome.backup,
+                    backup_mode=action.backup_mode if outcome.backup else 0,
                 )
         elif isinstance(action, KeepFile):
             outcome = _outcome(action.secret, action.path, FileState.UNCHANGED, action.sha)
@@ -85,6 +86,7 @@ def apply_plan(
                 sha=action.sha,
                 version=action.version,
                 backup=action.backup,
+                backup_mode=action.backup_mode,
             )
         elif isinstance(action, RemoveFile):
             outcome = _remove(action, roots=roots if action.secret else None)
@@ -109,6 +111,7 @@ def apply_plan(
                 env_format=plan.env_file.env_format,
                 variables=plan.env_file.written,
                 backup=outcome.backup,
+                backup_mode=plan.env_file.backup_mode if outcome.backup else 0,
             )
     elif plan.env_refused:
         outcomes.append(_outcome(ENV_FILE_SECRET, "", FileState.REFUSED, error=plan.env_refused))
@@ -229,7 +232,9 @@ def _remove(action: RemoveFile, *, roots: Sequence[str] | None) -> Outcome:
     except (UnsafePathError, ApplyError, OSError) as exc:
         return _outcome(action.secret, action.path, FileState.FAILED, error=_why(exc))
     if state is FileState.REMOVED and action.restore:
-        return _restore(action.secret, action.path, action.restore, state, roots=roots)
+        return _restore(
+            action.secret, action.path, action.restore, action.restore_mode, state, roots=roots
+        )
     return _outcome(
         action.secret, action.path, state, action.sha, backup=action.restore, backup_action="kept"
     )
@@ -237,18 +242,27 @@ def _remove(action: RemoveFile, *, roots: Sequence[str] | None) -> Outcome:
 
 def _forget(action: ForgetFile, *, roots: Sequence[str] | None) -> Outcome:
     if action.state is FileState.REMOVED and action.backup:
-        return _restore(action.secret, action.path, action.backup, action.state, roots=roots)
+        return _restore(
+            action.secret, action.path, action.backup, action.backup_mode, action.state, roots=roots
+        )
     return _outcome(
         action.secret, action.path, action.state, backup=action.backup, backup_action="kept"
     )
 
 
 def _restore(
-    secret: str, path: str, backup: str, state: FileState, *, roots: Sequence[str] | None
+    secret: str,
+    path: str,
+    backup: str,
+    mode: int,
+    state: FileState,
+    *,
+    roots: Sequence[str] | None,
 ) -> Outcome:
-    """Put the original kept at `backup` back at `path`, now that our file is gone."""
+    """Put the original kept at `backup` back at `path` (with its own `mode`, if known),
+    now that our file is gone."""
     try:
-        restored = originals.put_back(path, backup, roots=roots)
+        restored = originals.put_back(path, backup, mode=mode, roots=roots)
     except (UnsafePathError, ApplyError, OSError) as exc:
         return _outcome(
             secret,

@@ -275,6 +275,10 @@ def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     # Before the config reads a token (every command does, status too) or values come.
     disable_core_dumps()
     config = load(args)
+    from secret_agent.recall import forget_legacy_snapshot
+
+    # Every command, not only those that apply: the file holds every value.
+    forget_legacy_snapshot(config.sync.state_dir)
     if args.command == "run":
         from secret_agent.daemon import cmd_run
 

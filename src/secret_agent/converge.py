@@ -28,7 +28,7 @@ from secret_agent.ledger import (
 )
 from secret_agent.model import DesiredState, FileState, Version
 from secret_agent.plan import Targets, make_plan
-from secret_agent.recall import LastGood, forget_legacy_snapshot
+from secret_agent.recall import LastGood
 
 NO_GATE: AbstractContextManager[object] = nullcontext()
 # The `updated_at` of a catalog entry whose write failed: no timestamp looks like it.
@@ -126,15 +126,16 @@ def _apply(
             file_mode=config.sync.file_mode,
             dir_mode=config.sync.dir_mode,
         )
+        if keep is not None:
+            # Now, before the ledger: the files hold this state even if saving fails,
+            # and a restore from an older memory would put old values back.
+            keep.remember(desired)
         catalog = _catalog(desired, ledger, release=release, unwritten=_unwritten(plan, applied))
         result = Ledger.of(applied.ledger.entries.values(), catalog)
         if result != announced:
             save_ledger(state_dir, result)  # sweeps state_dir's dead temp files too
         else:
             files.sweep_temps(ledger_path(state_dir), roots=None)
-        forget_legacy_snapshot(state_dir)
-        if keep is not None:
-            keep.remember(desired)
     return SyncReport(
         outcomes=applied.outcomes,
         refused=plan.refused + applied.refused,
@@ -183,6 +184,7 @@ def write_ahead(plan: Plan, ledger: Ledger) -> Ledger:
             secret=action.secret if isinstance(action, WriteFile) else ENV_FILE_SECRET,
             sha=action.sha,
             backup=action.backup,
+            backup_mode=action.backup_mode,
             pending=True,
         )
     return Ledger.of(entries.values(), ledger.catalog)

@@ -31,7 +31,7 @@ from secret_agent.errors import (
     SecretRefusedError,
     UnsafePathError,
 )
-from secret_agent.ledger import load_ledger
+from secret_agent.ledger import ENV_FILE_SECRET, Ledger, load_ledger
 from secret_agent.model import DesiredState
 from secret_agent.recall import recall_from, recall_state
 from secret_agent.state import pid_alive, read_status, source_of
@@ -99,31 +99,34 @@ def recall(config: Config) -> Recalled | None:
         return None
     desired = recall_from(ledger)
     have = {s.name for s in desired.secrets}
+    delivered = _delivered(ledger)
     missing = tuple(
         name
-        for name, (_updated, env_name, file_path) in ledger.catalog
-        if name not in have and _deliverable(config, env_name, file_path)
+        for name, (_updated, env_name, _file_path) in ledger.catalog
+        if name not in have and (name in delivered or _env_only_deliverable(config, env_name))
     )
     return Recalled(desired=desired, missing=missing)
 
 
-def _deliverable(config: Config, env_name: str, file_path: str) -> bool:
-    """Whether exec could deliver a secret with these targets, given its value."""
-    if env_name:
-        try:
-            validate_env_name(env_name, secret="", allow_reserved=config.env_file.allow_reserved)
-        except SecretRefusedError:
-            pass
-        else:
-            return True
-    if file_path:
-        try:
-            path = paths.expand_target(file_path, home=config.sync.home)
-            paths.check_within_roots(path, config.sync.allowed_roots)
-        except UnsafePathError:
-            return False
-        return True
-    return False
+def _delivered(ledger: Ledger) -> set[str]:
+    """The secrets the last pass put somewhere: a file of theirs, or an env-file line.
+    One it refused everywhere (a symlink at its target, a duplicate name...) is none
+    of exec's business: the daemon reports it, and exec need not fetch for it."""
+    names = {e.secret for e in ledger.entries.values() if e.secret != ENV_FILE_SECRET}
+    for entry in ledger.entries.values():
+        names.update(v.secret for v in entry.variables)
+    return names
+
+
+def _env_only_deliverable(config: Config, env_name: str) -> bool:
+    """Whether exec would pass a variable that rests nowhere (the env file is off)."""
+    if config.env_file.path or not env_name:
+        return False
+    try:
+        validate_env_name(env_name, secret="", allow_reserved=config.env_file.allow_reserved)
+    except SecretRefusedError:
+        return False
+    return True
 
 
 def last_known_good(config: Config) -> tuple[Recalled, str] | None:

@@ -54,6 +54,7 @@ class LedgerEntry:
     env_format: str = ""
     variables: tuple[EnvVariable, ...] = ()
     backup: str = ""
+    backup_mode: int = 0  # the original's mode, to give back with it (0: unknown)
     pending: bool = False
     left: bool = False
 
@@ -138,6 +139,7 @@ def _entry(e: Mapping[str, object]) -> LedgerEntry:
             for v in variables
         ),
         backup=str(e.get("backup") or ""),
+        backup_mode=int(e.get("backup_mode") or 0),  # type: ignore[call-overload]
         pending=e.get("pending") is True,
         left=e.get("left") is True,
     )
@@ -165,6 +167,8 @@ def _doc(e: LedgerEntry) -> dict[str, object]:
         ]
     if e.backup:
         doc["backup"] = e.backup
+    if e.backup_mode:
+        doc["backup_mode"] = e.backup_mode
     if e.pending:
         doc["pending"] = True
     if e.left:

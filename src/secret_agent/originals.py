@@ -71,9 +71,10 @@ def keep(path: str, backup: str, *, roots: Sequence[str] | None) -> bool:
     return True
 
 
-def put_back(path: str, backup: str, *, roots: Sequence[str] | None) -> bool:
-    """Return the file kept at `backup` to `path`; False when there is no backup or
-    something else is at `path` now (the backup then stays where it is).
+def put_back(path: str, backup: str, *, mode: int = 0, roots: Sequence[str] | None) -> bool:
+    """Return the file kept at `backup` to `path`, with the permission bits of `mode`
+    it had before it was kept (0: left at `BACKUP_MODE`); False when there is no
+    backup or something else is at `path` now (the backup then stays where it is).
 
     Raises:
         UnsafePathError: `backup` is not beside `path`, or is not a regular file.
@@ -90,6 +91,12 @@ def put_back(path: str, backup: str, *, roots: Sequence[str] | None) -> bool:
             os.link(spare, target.name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
         except FileExistsError:
             return False
+        if mode:  # one inode, two names: the mode is the original's again under both
+            fd = os.open(spare, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.fchmod(fd, stat.S_IMODE(mode))
+            finally:
+                os.close(fd)
         os.unlink(spare, dir_fd=dfd)
         os.fsync(dfd)
     return True

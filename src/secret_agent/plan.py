@@ -203,11 +203,17 @@ def _file_action(
     sha = sha256_hex(content)
     entry = _ours(entry, seen, observe)
     backup = entry.backup if entry is not None else ""
+    backup_mode = entry.backup_mode if entry is not None else 0
     theirs = seen.exists and seen.is_file and entry is None
     if seen.exists and seen.is_file and seen.sha == sha and not _kept_aside(theirs, targets):
         if seen.mode == targets.file_mode:
             return KeepFile(
-                secret=secret.name, path=path, sha=sha, version=secret.version, backup=backup
+                secret=secret.name,
+                path=path,
+                sha=sha,
+                version=secret.version,
+                backup=backup,
+                backup_mode=backup_mode,
             )
         return WriteFile(
             secret=secret.name,
@@ -217,6 +223,7 @@ def _file_action(
             version=secret.version,
             mode_only=True,
             backup=backup,
+            backup_mode=backup_mode,
         )
     make_backup = False
     if theirs:
@@ -225,6 +232,7 @@ def _file_action(
         if why:
             raise PathRefusedError(why, secret=secret.name)
         make_backup = bool(backup)
+        backup_mode = seen.mode
     return WriteFile(
         secret=secret.name,
         path=path,
@@ -233,6 +241,7 @@ def _file_action(
         version=secret.version,
         backup=backup,
         make_backup=make_backup,
+        backup_mode=backup_mode if backup else 0,
     )
 
 
@@ -311,7 +320,12 @@ def _release(
     # (3)
     def forget(state: FileState, *, keep: bool = False) -> ForgetFile:
         return ForgetFile(
-            secret=entry.secret, path=entry.path, state=state, backup=entry.backup, keep=keep
+            secret=entry.secret,
+            path=entry.path,
+            state=state,
+            backup=entry.backup,
+            backup_mode=entry.backup_mode,
+            keep=keep,
         )
 
     if not prune and not entry.backup:
@@ -331,7 +345,13 @@ def _release(
         # once), so the path is still known as ours with theirs beside it.
         return None if entry.left else forget(FileState.LEFT, keep=True)
     if seen is None or (seen.is_file and not seen.is_symlink and seen.sha == entry.sha):
-        return RemoveFile(secret=entry.secret, path=entry.path, sha=entry.sha, restore=entry.backup)
+        return RemoveFile(
+            secret=entry.secret,
+            path=entry.path,
+            sha=entry.sha,
+            restore=entry.backup,
+            restore_mode=entry.backup_mode,
+        )
     return forget(FileState.FOREIGN)
 
 
@@ -386,6 +406,7 @@ def _env_action(
         and seen.mode == ENV_FILE_MODE
     )
     backup = entry.backup if entry is not None else ""
+    backup_mode = entry.backup_mode if entry is not None else 0
     make_backup = False
     if theirs and (seen.sha != sha or _kept_aside(theirs, targets)):
         # (5)
@@ -393,6 +414,7 @@ def _env_action(
         if why:
             return None, rendered.refused, f"env file {why}"
         make_backup = bool(backup)
+        backup_mode = seen.mode
     # The first secret to claim a name owns it (render_env refuses the rest).
     owner: dict[str, DesiredSecret] = {}
     for s in desired.secrets:
@@ -411,5 +433,6 @@ def _env_action(
         unchanged=unchanged,
         backup=backup,
         make_backup=make_backup,
+        backup_mode=backup_mode if backup else 0,
     )
     return action, rendered.refused, ""

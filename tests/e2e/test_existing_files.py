@@ -85,6 +85,7 @@ def test_backup_keeps_the_original_and_puts_it_back_when_the_secret_goes(
     gone = workspace.run("run", "--once")
     assert gone.returncode == 0, gone.stderr
     assert creds.read_text() == MINE
+    assert mode(creds) == 0o644  # its own mode back, not the backup's 0600
     assert not backup.exists()
     assert events(gone, "original_restored")
     assert_no_leak([f"{CANARY}-aws"], first.stderr, gone.stderr, check.stdout)
@@ -123,6 +124,7 @@ def test_the_env_file_moved_over_a_users_file_and_off_again_loses_nothing(
     off = workspace.run("run", "--once", "--env-file", "")
     assert off.returncode == 0, off.stderr
     assert dotenv.read_text() == "MY_OWN=1\n"
+    assert mode(dotenv) == 0o644
     assert not (workspace.home / ".env.secret-agent-orig").exists()
 
 

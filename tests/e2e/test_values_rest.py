@@ -94,16 +94,21 @@ def test_no_value_in_state_dir_after_any_command(
     assert_no_leak(values, state_text(workspace), log)
 
 
+@pytest.mark.parametrize(
+    "command", [("run", "--once"), ("status",), ("check",), ("exec", "--", "true")]
+)
 def test_a_values_json_left_by_an_older_release_is_removed(
-    dev_server: DevServer, workspace: Workspace
+    dev_server: DevServer, workspace: Workspace, command: tuple[str, ...]
 ) -> None:
-    """The next pass deletes the old snapshot of every value."""
+    """Any command deletes the old snapshot of every value, even one that applies
+    nothing, and even when Coder cannot be reached."""
     create(dev_server, "tok", CANARY, env_name="TOK")
     workspace.state_dir.mkdir(parents=True, mode=0o700)
     legacy = workspace.state_dir / "values.json"
     legacy.write_text(json.dumps({"version": 1, "secrets": [{"value": CANARY}]}))
     legacy.chmod(0o600)
-    assert workspace.run("run", "--once").returncode == 0
+    dev_server.server.stop()
+    workspace.run(*command)
     assert not legacy.exists()
 
 
@@ -265,3 +270,27 @@ def test_exec_alone_leaves_what_an_offline_exec_reads_back(
     assert offline.stdout.strip() == f"{CANARY}-tok"
     assert "last known good" in offline.stderr
     assert f"{CANARY}-tok" not in state_text(workspace)
+
+
+def test_a_secret_refused_everywhere_does_not_send_exec_to_coder(
+    dev_server: DevServer, workspace: Workspace
+) -> None:
+    """A secret the daemon refused (a symlink at its target) has no value on disk and
+    never will: exec beside a fresh daemon still asks no one."""
+    daemon_config(workspace, interval="30s")
+    create(dev_server, "ok", f"{CANARY}-ok", env_name="OK")
+    create(dev_server, "linked", f"{CANARY}-linked", file_path="~/linked")
+    (workspace.home / "linked").symlink_to(workspace.home / "elsewhere")
+    notify = NotifySocket()
+    try:
+        with running(Daemon(workspace, env={"NOTIFY_SOCKET": notify.path})) as daemon:
+            notify.wait_for("READY=1", timeout=15)
+            dev_server.request_log.clear()
+            fast = workspace.run("exec", "--", PY, "-c", "import os; print(os.environ['OK'])")
+            assert fast.stdout.strip() == f"{CANARY}-ok", fast.stderr
+            assert dev_server.request_log == []
+            assert daemon.stop() == 0
+    finally:
+        notify.close()
+    assert not (workspace.home / "elsewhere").exists()
+    assert_no_leak([f"{CANARY}-ok", f"{CANARY}-linked"], fast.stderr)
