@@ -30,8 +30,8 @@ from secret_agent import logs
 from secret_agent.coder import AgentClient, CoderClient
 from secret_agent.config import load_config
 from secret_agent.devserver import Store, ThreadedDevServer
+from secret_agent.passes import make_client, run_pass
 from secret_agent.redact import Secret
-from secret_agent.sync import make_client, run_pass
 
 SECRETS = 50
 WARM_REPEATS = 300

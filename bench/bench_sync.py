@@ -27,8 +27,8 @@ from seed import seeded_store
 from secret_agent.coder import CoderClient
 from secret_agent.config import load_config
 from secret_agent.devserver import ThreadedDevServer
+from secret_agent.passes import make_client, run_pass
 from secret_agent.redact import Secret
-from secret_agent.sync import make_client, run_pass
 
 REPEATS = 3
 

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from secret_agent.actions import ForgetFile, KeepFile, Plan, RemoveFile, WriteFile
 from secret_agent.config import Config
-from secret_agent.sync import make_client, plan_pass
+from secret_agent.passes import make_client, plan_pass
 
 SHORT = 12
 

@@ -292,10 +292,10 @@ def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
 
         return cmd_status(config, as_json=args.json, out=out)
     if args.watch:
-        from secret_agent.entrypoint import run_watch
+        from secret_agent.exec.watch import run_watch
 
         return run_watch(config, args, load=lambda: load(args))
-    from secret_agent.execcmd import cmd_exec
+    from secret_agent.exec.once import cmd_exec
 
     return cmd_exec(args, config, err=err)
 

@@ -21,7 +21,7 @@ tokens, which become `Secret`s and are registered with `redact.known_values` at 
 
 This module owns the records, which key has which type and default, where each layer is
 read from and which wins. How one raw value is parsed and checked (durations, modes,
-URLs, paths and ``~``, tokens) is `configtype`'s; `parse_duration` is re-exported here.
+URLs, paths and ``~``, tokens) is `config_types`'s; `parse_duration` is re-exported here.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from secret_agent import configtype
-from secret_agent.configtype import MAX_DURATION, Parser, Where, parse_duration
+from secret_agent import config_types
+from secret_agent.config_types import MAX_DURATION, Parser, Where, parse_duration
 from secret_agent.dirwalk import not_private
 from secret_agent.errors import ConfigError
 from secret_agent.model import EnvFormat, SourceKind
@@ -80,7 +80,7 @@ class CoderConfig:
         urls = [self.url] if self.token is not None and self.url else []
         if self.agent_token is not None:
             urls.append(self.agent_url or self.url)
-        return tuple(u for u in dict.fromkeys(urls) if configtype.crosses_network_in_clear(u))
+        return tuple(u for u in dict.fromkeys(urls) if config_types.crosses_network_in_clear(u))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,28 +152,28 @@ _LAYERS: Final = ("default", "login", "file", "env", "flag")
 # Every key, its default (raw TOML, parsed like the file) and its validator: the one
 # place defaults are written. The example file is tested against DEFAULTS.
 _KEYS: Final[Mapping[str, tuple[object, Parser]]] = {
-    "coder.url": ("", configtype.url),
-    "coder.token_file": ("~/.config/coderv2/session", configtype.path(allow_empty=True)),
-    "coder.user": ("me", configtype.user),
-    "coder.timeout": ("10s", configtype.positive_duration),
-    "coder.ca_file": ("", configtype.path(allow_empty=True)),
-    "values.source": ("auto", configtype.enum(tuple(SourceKind), SourceKind)),
-    "sync.interval": ("30s", configtype.positive_duration),
-    "sync.jitter": (0.1, configtype.jitter),
-    "sync.backoff_initial": ("1s", configtype.positive_duration),
-    "sync.backoff_max": ("60s", configtype.positive_duration),
-    "sync.home": ("~", configtype.path(allow_empty=False)),
-    "sync.allowed_roots": (("~",), configtype.roots),
-    "sync.file_mode": ("0600", configtype.mode(directory=False)),
-    "sync.dir_mode": ("0700", configtype.mode(directory=True)),
-    "sync.prune": (True, configtype.boolean),
-    "sync.state_dir": ("~/.local/state/secret-agent", configtype.path(allow_empty=False)),
-    "sync.existing_files": ("backup", configtype.enum(("backup", "refuse", "replace"))),
-    "env_file.path": ("~/.config/secret-agent/secrets.env", configtype.path(allow_empty=True)),
-    "env_file.format": ("posix", configtype.enum(tuple(EnvFormat), EnvFormat)),
-    "env_file.allow_reserved": ((), configtype.allow_reserved),
-    "log.level": ("info", configtype.enum(("debug", "info", "warning", "error"))),
-    "log.format": ("auto", configtype.enum(("auto", "console", "json"))),
+    "coder.url": ("", config_types.url),
+    "coder.token_file": ("~/.config/coderv2/session", config_types.path(allow_empty=True)),
+    "coder.user": ("me", config_types.user),
+    "coder.timeout": ("10s", config_types.positive_duration),
+    "coder.ca_file": ("", config_types.path(allow_empty=True)),
+    "values.source": ("auto", config_types.enum(tuple(SourceKind), SourceKind)),
+    "sync.interval": ("30s", config_types.positive_duration),
+    "sync.jitter": (0.1, config_types.jitter),
+    "sync.backoff_initial": ("1s", config_types.positive_duration),
+    "sync.backoff_max": ("60s", config_types.positive_duration),
+    "sync.home": ("~", config_types.path(allow_empty=False)),
+    "sync.allowed_roots": (("~",), config_types.roots),
+    "sync.file_mode": ("0600", config_types.mode(directory=False)),
+    "sync.dir_mode": ("0700", config_types.mode(directory=True)),
+    "sync.prune": (True, config_types.boolean),
+    "sync.state_dir": ("~/.local/state/secret-agent", config_types.path(allow_empty=False)),
+    "sync.existing_files": ("backup", config_types.enum(("backup", "refuse", "replace"))),
+    "env_file.path": ("~/.config/secret-agent/secrets.env", config_types.path(allow_empty=True)),
+    "env_file.format": ("posix", config_types.enum(tuple(EnvFormat), EnvFormat)),
+    "env_file.allow_reserved": ((), config_types.allow_reserved),
+    "log.level": ("info", config_types.enum(("debug", "info", "warning", "error"))),
+    "log.format": ("auto", config_types.enum(("auto", "console", "json"))),
 }
 DEFAULTS: Final[Mapping[str, object]] = MappingProxyType({k: d for k, (d, _) in _KEYS.items()})
 # Values that mean "the Coder CLI's own", so a copied example file hides nothing.
@@ -220,8 +220,8 @@ def _coder_dir(env: Mapping[str, str], home: str) -> str:
     configured = env.get("CODER_CONFIG_DIR", "")
     if not configured:
         return os.path.join(_xdg_config_home(env, home), "coderv2")
-    checked = configtype.path(allow_empty=False)(configured, Where("CODER_CONFIG_DIR", None))
-    return configtype.expand(cast(str, checked), home)
+    checked = config_types.path(allow_empty=False)(configured, Where("CODER_CONFIG_DIR", None))
+    return config_types.expand(cast(str, checked), home)
 
 
 def _read_small(path: str, *, limit: int, key: str | None, private: bool = False) -> str | None:
@@ -303,14 +303,14 @@ def _session_token(
     """The session token and the file it came from ("" for the environment or none)."""
     if env.get("CODER_SESSION_TOKEN", "").strip():
         variable = "CODER_SESSION_TOKEN"
-        return configtype.token(env[variable], key=variable, file=None), ""
-    token_file = configtype.expand(cast(str, setting.value), home)
+        return config_types.token(env[variable], key=variable, file=None), ""
+    token_file = config_types.expand(cast(str, setting.value), home)
     if not token_file:
         return None, ""
     text = _read_small(token_file, limit=MAX_TOKEN_BYTES, key="coder.token_file", private=True)
     if text is None and setting.layer not in ("default", "login") and token_file != login:
         raise setting.where.error(f"token file {token_file} not found")
-    return configtype.token(text or "", key="coder.token_file", file=token_file), token_file
+    return config_types.token(text or "", key="coder.token_file", file=token_file), token_file
 
 
 def _build(
@@ -319,8 +319,8 @@ def _build(
     """Flat dotted-key values, expanded and cross-checked, plus the tokens."""
     v: dict[str, Any] = {key: s.value for key, s in merged.items()}
     for key in ("coder.ca_file", "sync.home", "sync.state_dir", "env_file.path"):
-        v[key] = configtype.expand(v[key], home)  # "~" is the process's home...
-    roots = (configtype.expand(r, v["sync.home"]) for r in v["sync.allowed_roots"])
+        v[key] = config_types.expand(v[key], home)  # "~" is the process's home...
+    roots = (config_types.expand(r, v["sync.home"]) for r in v["sync.allowed_roots"])
     v["sync.allowed_roots"] = tuple(dict.fromkeys(roots))  # ...but sync.home for the roots
     initial, cap = merged["sync.backoff_initial"], merged["sync.backoff_max"]
     if v["sync.backoff_initial"] > v["sync.backoff_max"]:
@@ -334,11 +334,11 @@ def _build(
     v["coder.token"], v["coder.token_file"] = _session_token(
         merged["coder.token_file"], env, home, login
     )
-    v["coder.agent_url"] = configtype.url(
+    v["coder.agent_url"] = config_types.url(
         env.get("CODER_AGENT_URL", ""), Where("CODER_AGENT_URL", None)
     )
     agent = env.get("CODER_AGENT_TOKEN", "")
-    v["coder.agent_token"] = configtype.token(agent, key="CODER_AGENT_TOKEN", file=None)
+    v["coder.agent_token"] = config_types.token(agent, key="CODER_AGENT_TOKEN", file=None)
     return v
 
 

@@ -1,7 +1,7 @@
 """Converge: make the disk match a desired state, with no network.
 
 Plan (desired x ledger x disk) and apply under the state lock, then record the
-ledger. Used after a fetch (`sync`), to restore a file someone else changed (the
+ledger. Used after a fetch (`passes`), to restore a file someone else changed (the
 daemon, from its last known good state in memory), and by `exec` starting from the
 values it read back (`recall`), which is why nothing here may import httpx or the
 Coder client. No value is ever written to `state_dir`.

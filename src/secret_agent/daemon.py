@@ -10,10 +10,10 @@ One asyncio program with these tasks in one TaskGroup:
 - the restorer: runs those restores one at a time;
 - the watchdog: `WATCHDOG=1` at half of `WATCHDOG_USEC`, from the loop itself, so a
   wedged loop stops the pings;
-- a companion's tasks (`exec --watch`'s child, see `entrypoint`);
+- a companion's tasks (`exec --watch`'s child, see `exec.watch`);
 - the main body: waits for SIGTERM/SIGINT, then stops cleanly.
 
-Passes run in a worker thread (httpx and file I/O block; see `worker`). A pass enters
+Passes run in a worker thread (httpx and file I/O block; see `gate`). A pass enters
 the `Gate` before planning: once stopping, no new apply starts, and stopping waits
 for an apply in progress, so SIGTERM never leaves a half-done write. A fetch in
 flight is simply abandoned (it has touched nothing).
@@ -40,14 +40,14 @@ from secret_agent.actions import SyncReport
 from secret_agent.config import Config
 from secret_agent.converge import restore_pass
 from secret_agent.errors import CoderError, SecretAgentError, UnauthorizedError
+from secret_agent.gate import Gate, Stopping, run_in_thread
 from secret_agent.model import FileState
+from secret_agent.passes import Clients, make_client, run_pass
 from secret_agent.recall import LastGood
 from secret_agent.report import daemon_status, log_report, log_restore
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
-from secret_agent.state import now_iso, source_of, write_status
-from secret_agent.sync import Clients, make_client, run_pass
+from secret_agent.status_file import now_iso, source_of, write_status
 from secret_agent.watch import Reaction, WatchSet, classify, watch_set
-from secret_agent.worker import Gate, Stopping, run_in_thread
 
 log = structlog.get_logger("secret_agent")
 
@@ -90,7 +90,7 @@ def cmd_run(config: Config, *, once: bool, load: Callable[[], Config]) -> int:
 
 
 class Companion(Protocol):
-    """What rides along with the daemon: `exec --watch`'s child (see `entrypoint`)."""
+    """What rides along with the daemon: `exec --watch`'s child (see `exec.watch`)."""
 
     def signal_handlers(self) -> Mapping[signal.Signals, Callable[[], None]]:
         """Handlers that replace the daemon's own for these signals."""

@@ -16,7 +16,7 @@ from secret_agent import __version__
 from secret_agent.actions import Outcome, SyncReport
 from secret_agent.model import FileState
 from secret_agent.redact import scrub
-from secret_agent.state import SecretStatus, Status, now_iso
+from secret_agent.status_file import SecretStatus, Status, now_iso
 
 log = structlog.get_logger("secret_agent")
 

@@ -10,7 +10,7 @@ import json
 from typing import Any, TextIO
 
 from secret_agent.config import Config
-from secret_agent.state import pid_alive, read_status
+from secret_agent.status_file import pid_alive, read_status
 
 EXIT_OK = 0
 EXIT_NOT_SYNCED = 1  # no status yet, or the last attempt failed

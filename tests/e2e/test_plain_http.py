@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from secret_agent.configtype import crosses_network_in_clear
+from secret_agent.config_types import crosses_network_in_clear
 from tests.conftest import DevServer, Workspace
 from tests.e2e.daemon_harness import Daemon, daemon_config, running, wait_until
 

@@ -1,4 +1,4 @@
-"""sources.py and the client holder of sync.py: joining the manifest to REST metadata,
+"""sources.py and the client holder of passes.py: joining the manifest to REST metadata,
 agent-only names, and which source `values.source` picks; no network."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from secret_agent.coder import ManifestSecret
 from secret_agent.config import load_config
 from secret_agent.errors import ConfigError, CredentialsError, ValueSourceError
 from secret_agent.model import SecretMeta, SourceKind
+from secret_agent.passes import Clients
 from secret_agent.redact import Secret, known_values
 from secret_agent.sources import (
     AgentSource,
@@ -21,7 +22,6 @@ from secret_agent.sources import (
     make_source,
     manifest_secrets,
 )
-from secret_agent.sync import Clients
 
 CANARY = "canary-sources-31d7"
 AGENT_TOKEN = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"

@@ -2,7 +2,7 @@
 
 1. Fast path: a running daemon whose last good sync is within `--max-age` -> the
    values read back from its files and env file (`recall`), no network, no heavy
-   import (`launcher`), provided every secret exec could deliver was read back.
+   import (`exec.fast_path`), provided every secret exec could deliver was read back.
 2. Otherwise (or with `--fresh`): one sync pass against Coder, as `run --once` does.
 3. Coder cannot be asked: the values read back from disk (the last known good), with
    a warning on stderr naming any secret that could not be; with `--require-fresh`,
@@ -18,7 +18,6 @@ import os
 import sys
 from typing import TextIO
 
-from secret_agent import launcher
 from secret_agent.config import Config, parse_duration
 from secret_agent.errors import (
     CoderError,
@@ -26,6 +25,7 @@ from secret_agent.errors import (
     LaunchError,
     StaleStateError,
 )
+from secret_agent.exec import fast_path
 from secret_agent.model import DesiredState
 
 
@@ -43,13 +43,13 @@ def command_of(args: argparse.Namespace) -> list[str]:
 def cmd_exec(args: argparse.Namespace, config: Config, *, err: TextIO) -> int:
     argv = command_of(args)
     desired = values_for_exec(args, config, err=err)
-    report = launcher.ensure_files(config, desired)
-    child = launcher.prepare_env(config, desired, os.environ)
+    report = fast_path.ensure_files(config, desired)
+    child = fast_path.prepare_env(config, desired, os.environ)
     for refusal in (*(report.refused if report else ()), *child.refused):
         _warn(err, f"not delivered: {refusal}")
     err.flush()
     sys.stdout.flush()
-    return launcher.exec_command(argv, child.env)
+    return fast_path.exec_command(argv, child.env)
 
 
 def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) -> DesiredState:
@@ -63,9 +63,9 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
         max_age = (
             parse_duration(args.max_age, key="--max-age")
             if args.max_age
-            else launcher.default_max_age(config)
+            else fast_path.default_max_age(config)
         )
-        local = launcher.daemon_state(config, max_age=max_age)
+        local = fast_path.daemon_state(config, max_age=max_age)
         if local is not None:
             return local.desired
     try:
@@ -75,7 +75,7 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
             raise  # Coder answered (400, 403, 404...): not an outage to ride out
         if args.require_fresh:
             raise StaleStateError(f"cannot get fresh secrets ({exc}); --require-fresh") from exc
-        fallback = launcher.last_known_good(config)
+        fallback = fast_path.last_known_good(config)
         if fallback is None:
             raise StaleStateError(
                 f"cannot get secrets ({exc}) and no secret delivered earlier could be read"
@@ -93,8 +93,8 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
 
 
 def _fetch(config: Config, err: TextIO) -> DesiredState:
+    from secret_agent.passes import make_client, run_pass
     from secret_agent.recall import LastGood
-    from secret_agent.sync import make_client, run_pass
 
     for url in config.coder.in_clear():
         _warn(err, f"{url} is plain http: the token and values cross the network unencrypted")

@@ -35,11 +35,11 @@ from secret_agent.actions import SyncReport
 from secret_agent.config import Config, parse_duration
 from secret_agent.daemon import Daemon, warn_in_clear
 from secret_agent.errors import ConfigError, LaunchError
-from secret_agent.execcmd import command_of, values_for_exec
-from secret_agent.launcher import ensure_files, prepare_env
+from secret_agent.exec.fast_path import ensure_files, prepare_env
+from secret_agent.exec.once import command_of, values_for_exec
+from secret_agent.exec.supervisor import FORWARDED, Supervisor, exit_code, parse_signal
 from secret_agent.model import DesiredState
 from secret_agent.recall import LastGood
-from secret_agent.supervise import FORWARDED, Supervisor, exit_code, parse_signal
 
 log = structlog.get_logger("secret_agent")
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})

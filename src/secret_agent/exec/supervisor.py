@@ -14,7 +14,7 @@
    than `max_restarts` in `restart_window` seconds and `restart_allowed()` says wait.
 
 It knows nothing of secrets, Coder or files: argv and env come from its caller
-(`environ` says only whether execve takes them, and names the largest variables).
+(`child_env` says only whether execve takes them, and names the largest variables).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from secret_agent.environ import arg_max, check_exec_size, too_large
+from secret_agent.exec.child_env import arg_max, check_exec_size, too_large
 
 FORWARDED: Final = frozenset(
     {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from secret_agent.errors import UnsafePathError
-from secret_agent.state import (
+from secret_agent.status_file import (
     FORMAT_VERSION,
     STATUS_NAME,
     SecretStatus,

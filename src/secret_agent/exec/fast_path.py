@@ -4,7 +4,7 @@ This is the fast path of `secret-agent exec -- CMD`: when a daemon is running an
 last good sync is recent, everything needed is on local disk (the values read back
 from where they rest, see `recall`, and the status file), so no network is touched
 and no heavy library is imported.
-import-linter keeps httpx, asyncio, structlog, tenacity, watchfiles, `sync` and `coder`
+import-linter keeps httpx, asyncio, structlog, tenacity, watchfiles, `passes` and `coder`
 out of this module's imports, directly or not.
 
 It does not log: it returns what it found or raises, and `cli` prints. The slow path
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, NoReturn
 
 from secret_agent import files, paths
 from secret_agent.config import Config
-from secret_agent.environ import ChildEnv, child_env
 from secret_agent.envname import validate_env_name
 from secret_agent.errors import (
     ApplyError,
@@ -31,10 +30,11 @@ from secret_agent.errors import (
     SecretRefusedError,
     UnsafePathError,
 )
+from secret_agent.exec.child_env import ChildEnv, child_env
 from secret_agent.ledger import ENV_FILE_SECRET, Ledger, load_ledger
 from secret_agent.model import DesiredState
 from secret_agent.recall import recall_from, recall_state
-from secret_agent.state import pid_alive, read_status, source_of
+from secret_agent.status_file import pid_alive, read_status, source_of
 
 if TYPE_CHECKING:
     from secret_agent.actions import SyncReport
@@ -201,7 +201,7 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """
     import errno
 
-    from secret_agent.environ import arg_max, check_exec_size, too_large
+    from secret_agent.exec.child_env import arg_max, check_exec_size, too_large
 
     if not argv:
         raise LaunchError("no command given: use `secret-agent exec -- CMD [ARGS...]`")

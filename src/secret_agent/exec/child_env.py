@@ -9,8 +9,8 @@ UTF-8 text, cannot go through execve, nor can a ``NAME=value`` longer than
 left out and reported; it never stops the others.
 
 What execve accepts in all (`arg_max`, the one function here that asks the system;
-`exec_size`) is checked by `check_exec_size` just before the exec (`launcher`,
-`supervise`): too much is a `LaunchError` that names the largest variables and their
+`exec_size`) is checked by `check_exec_size` just before the exec (`fast_path`,
+`supervisor`): too much is a `LaunchError` that names the largest variables and their
 sizes, never a value, instead of the kernel's bare "Argument list too long" (tests
 check the counting against the running kernel, to the byte).
 """

@@ -1,4 +1,4 @@
-"""`environ`: which secret variables a child gets, and what execve takes, against the kernel.
+"""`exec.child_env`: which secret variables a child gets, and what execve takes, against the kernel.
 
 The size rules are checked against the running kernel itself: a child process execs
 `/bin/true` with an environment sized to the predicted limit, and one byte more.
@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from secret_agent.environ import (
+from secret_agent.errors import LaunchError, UnrepresentableValueError
+from secret_agent.exec.child_env import (
     MAX_ARG_STRLEN,
     ExecTooLargeError,
     arg_max,
@@ -25,7 +26,6 @@ from secret_agent.environ import (
     exec_size,
     too_large,
 )
-from secret_agent.errors import LaunchError, UnrepresentableValueError
 from secret_agent.model import DesiredSecret, DesiredState
 from secret_agent.redact import Secret
 
@@ -142,7 +142,7 @@ def test_arg_max_follows_the_stack_limit_as_the_kernel_does(stack: int, expected
     if not _stack_settable(stack):
         pytest.skip(f"the hard stack limit here does not allow a soft limit of {stack}")
     out = subprocess.run(
-        [sys.executable, "-c", "from secret_agent.environ import arg_max; print(arg_max())"],
+        [sys.executable, "-c", "from secret_agent.exec.child_env import arg_max; print(arg_max())"],
         preexec_fn=_with_stack(stack),
         capture_output=True,
         text=True,
