@@ -280,7 +280,7 @@ def _dispatch(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     # Every command, not only those that apply: the file holds every value.
     forget_legacy_snapshot(config.sync.state_dir)
     if args.command == "run":
-        from secret_agent.daemon import cmd_run
+        from secret_agent.daemon.run import cmd_run
 
         return cmd_run(config, once=args.once, load=lambda: load(args))
     if args.command == "check":
