@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 from secret_agent import envfile, paths
 from secret_agent.actions import (
@@ -202,9 +203,10 @@ def _file_action(
     content = secret.value.reveal().encode()
     sha = sha256_hex(content)
     entry = _ours(entry, seen, observe)
-    backup = entry.backup if entry is not None else ""
-    backup_mode = entry.backup_mode if entry is not None else 0
     theirs = seen.exists and seen.is_file and entry is None
+    original, why = _original(path, entry, seen, theirs=theirs, policy=targets.existing_files)
+    if why:
+        raise PathRefusedError(why, secret=secret.name)
     if seen.exists and seen.is_file and seen.sha == sha and not _kept_aside(theirs, targets):
         if seen.mode == targets.file_mode:
             return KeepFile(
@@ -212,8 +214,8 @@ def _file_action(
                 path=path,
                 sha=sha,
                 version=secret.version,
-                backup=backup,
-                backup_mode=backup_mode,
+                backup=original.path,
+                backup_mode=original.mode,
             )
         return WriteFile(
             secret=secret.name,
@@ -222,27 +224,45 @@ def _file_action(
             sha=sha,
             version=secret.version,
             mode_only=True,
-            backup=backup,
-            backup_mode=backup_mode,
+            backup=original.path,
+            backup_mode=original.mode,
         )
-    make_backup = False
-    if theirs:
-        # (5)
-        backup, why = _existing(path, policy=targets.existing_files)
-        if why:
-            raise PathRefusedError(why, secret=secret.name)
-        make_backup = bool(backup)
-        backup_mode = seen.mode
     return WriteFile(
         secret=secret.name,
         path=path,
         content=secret.value,
         sha=sha,
         version=secret.version,
-        backup=backup,
-        make_backup=make_backup,
-        backup_mode=backup_mode if backup else 0,
+        backup=original.path,
+        make_backup=original.make,
+        backup_mode=original.mode,
     )
+
+
+class _Original(NamedTuple):
+    """(5) Where the file that was at a target before us is kept, whether apply is to
+    move it there first, and its mode (given back with it; 0 when unknown)."""
+
+    path: str
+    make: bool
+    mode: int
+
+
+def _original(
+    path: str, entry: LedgerEntry | None, seen: Observed, *, theirs: bool, policy: str
+) -> tuple[_Original, str]:
+    """(5) The original of the target at `path` (secret file or env file), and why the
+    target is refused ("" if it is not): the one the ledger knows of, or, for a file
+    we did not write (`theirs`), what `sync.existing_files` says to do with it."""
+    if not theirs:
+        if entry is None or not entry.backup:
+            return _NO_ORIGINAL, ""
+        return _Original(entry.backup, False, entry.backup_mode), ""
+    backup, why = _existing(path, policy=policy)
+    return (_Original(backup, True, seen.mode) if backup else _NO_ORIGINAL), why
+
+
+_NO_ORIGINAL: Final = _Original("", False, 0)
 
 
 def _ours(entry: LedgerEntry | None, seen: Observed, observe: Observe) -> LedgerEntry | None:
@@ -405,16 +425,11 @@ def _env_action(
         and seen.sha == sha
         and seen.mode == ENV_FILE_MODE
     )
-    backup = entry.backup if entry is not None else ""
-    backup_mode = entry.backup_mode if entry is not None else 0
-    make_backup = False
-    if theirs and (seen.sha != sha or _kept_aside(theirs, targets)):
-        # (5)
-        backup, why = _existing(targets.env_path, policy=targets.existing_files)
-        if why:
-            return None, rendered.refused, f"env file {why}"
-        make_backup = bool(backup)
-        backup_mode = seen.mode
+    original, why = _original(
+        targets.env_path, entry, seen, theirs=theirs, policy=targets.existing_files
+    )
+    if why:
+        return None, rendered.refused, f"env file {why}"
     # The first secret to claim a name owns it (render_env refuses the rest).
     owner: dict[str, DesiredSecret] = {}
     for s in desired.secrets:
@@ -431,8 +446,8 @@ def _env_action(
             for n in rendered.variables
         ),
         unchanged=unchanged,
-        backup=backup,
-        make_backup=make_backup,
-        backup_mode=backup_mode if backup else 0,
+        backup=original.path,
+        make_backup=original.make,
+        backup_mode=original.mode,
     )
     return action, rendered.refused, ""

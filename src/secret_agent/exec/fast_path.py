@@ -97,13 +97,13 @@ def recall(config: Config) -> Recalled | None:
         ledger = load_ledger(config.sync.state_dir)
     except (LedgerError, UnsafePathError):
         return None
-    desired = recall_from(ledger)
-    have = {s.name for s in desired.secrets}
+    desired = recall_from(ledger)  # its `failed`: the catalog's secrets not read back
     delivered = _delivered(ledger)
+    env_names = {name: version[1] for name, version in ledger.catalog}
     missing = tuple(
         name
-        for name, (_updated, env_name, _file_path) in ledger.catalog
-        if name not in have and (name in delivered or _env_only_deliverable(config, env_name))
+        for name, _why in desired.failed
+        if name in delivered or _env_only_deliverable(config, env_names[name])
     )
     return Recalled(desired=desired, missing=missing)
 
@@ -112,8 +112,10 @@ def _delivered(ledger: Ledger) -> set[str]:
     """The secrets the last pass put somewhere: a file of theirs, or an env-file line.
     One it refused everywhere (a symlink at its target, a duplicate name...) is none
     of exec's business: the daemon reports it, and exec need not fetch for it."""
-    names = {e.secret for e in ledger.entries.values() if e.secret != ENV_FILE_SECRET}
+    names: set[str] = set()
     for entry in ledger.entries.values():
+        if entry.secret != ENV_FILE_SECRET:
+            names.add(entry.secret)
         names.update(v.secret for v in entry.variables)
     return names
 
