@@ -81,7 +81,11 @@ class Poller:
             stop=stop_never,
             wait=self._retry_wait,
             sleep=self._sleep,
-            retry=retry_if_exception(lambda exc: not isinstance(exc, Stopping)),
+            # Only errors are retried: a cancellation (the group ending) must go through,
+            # and tenacity's attempt would otherwise swallow it like any failure.
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, Exception) and not isinstance(exc, Stopping)
+            ),
             before_sleep=self._after_failure,
             reraise=True,
         )

@@ -10,8 +10,9 @@ They share a `Current` config, the last known good state (`LastGood`, memory onl
 and the `Gate`; they talk through the `Feed` of applied passes, never to each other.
 
 Stopping is one thing: SIGTERM/SIGINT (or `request_stop`) ends the waiting body,
-which closes the gate (an apply in progress finishes, none starts) and the watches,
-then the TaskGroup is cancelled. Signal handlers only set events.
+which closes the gate (an apply in progress finishes, none starts), then the
+TaskGroup is cancelled; a part that fails cancels it the same way. Signal handlers
+only set events.
 """
 
 from __future__ import annotations
@@ -165,7 +166,6 @@ class Daemon:
     async def _until_stopped(self) -> None:
         await self._stop.wait()
         await asyncio.to_thread(self._gate.close)
-        self._watcher.close()
         raise _Stopped
 
     def _keep_state_dir(self, stack: contextlib.ExitStack) -> None:

@@ -54,8 +54,8 @@ class Watcher:
         current.on_reload(self._rewatch.set)
 
     def close(self) -> None:
-        """Let go of the watches before the group is cancelled: watchfiles' thread
-        cannot be interrupted mid-wait, only told to stop (its stop event)."""
+        """Let go of the watches for good: watchfiles' thread cannot be interrupted
+        mid-wait, only told to stop (its stop event)."""
         self._closed = True
         self._rewatch.set()
 
@@ -67,12 +67,18 @@ class Watcher:
 
     async def _follow(self) -> None:
         seen = self._feed.number
-        while True:
-            seen, report = await self._feed.newer_than(seen)
-            targets = _delivered(report)
-            if targets != self._targets:
-                self._targets = targets
-                self._rewatch.set()
+        try:
+            while True:
+                seen, report = await self._feed.newer_than(seen)
+                targets = _delivered(report)
+                if targets != self._targets:
+                    self._targets = targets
+                    self._rewatch.set()
+        finally:
+            # Cancelled (stopping, or a sibling failed): this task hears it at once,
+            # and watchfiles' thread, which cannot be interrupted mid-wait, only
+            # through its stop event. Without this the group would wait on it.
+            self.close()
 
     def _watch_set(self) -> WatchSet:
         config = self._current.config

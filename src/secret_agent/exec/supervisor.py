@@ -100,6 +100,12 @@ class Supervisor:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    @property
+    def running(self) -> bool:
+        """Whether a child was started and is not reaped yet (a failed start leaves the
+        last one, reaped: not running)."""
+        return self._proc is not None and self._proc.returncode is None
+
     def start(self, env: Mapping[str, str]) -> None:
         """(1) Spawn the command, once `environ.check_exec_size` says execve takes it.
 

@@ -117,7 +117,7 @@ class Child:
         try:
             await self._supervise()
         finally:
-            if self._sup.pid is not None and self._sup.returncode is None:
+            if self._sup.running:
                 await self._sup.stop()
             self._stop_daemon()
 
