@@ -76,7 +76,7 @@ class CoderConfig:
 
     def in_clear(self) -> tuple[str, ...]:
         """The configured URLs that carry a token over plain http to a non-loopback
-        host (product.md: one warning at start)."""
+        host (README "Where values rest": one warning at start)."""
         urls = [self.url] if self.token is not None and self.url else []
         if self.agent_token is not None:
             urls.append(self.agent_url or self.url)
@@ -85,7 +85,7 @@ class CoderConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ValuesConfig:
-    """Where secret values come from (product.md: auto | inline | agent)."""
+    """Where secret values come from (README `values.source`: auto | inline | agent)."""
 
     source: SourceKind
 

@@ -51,7 +51,7 @@ def targets_of(config: Config, *, release: bool = True) -> Targets:
 
 
 def protected_paths(config: Config) -> tuple[tuple[str, str, bool], ...]:
-    """secret-agent's own files, which no secret may target (product.md), each as
+    """secret-agent's own files, which no secret may target (README "What it writes"), each as
     configured and with its symlinks resolved: (path, what it is, whole tree)."""
     own = [
         (config.config_path, "the secret-agent config file", False),

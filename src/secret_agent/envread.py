@@ -1,6 +1,6 @@
 """Reading the env file back: the exact inverse of `envfile.render_env`.
 
-Why it exists: no value rests in `state_dir` (product.md, "Where values rest"), so a
+Why it exists: no value rests in `state_dir` (docs/where-values-rest.md), so a
 new process that needs the values it wrote earlier (a `run --once` rewriting the env
 file after one rotation, an offline `exec`) reads them back from where the user asked
 for them. It reads only text that `render_env` wrote: the caller checks the file's

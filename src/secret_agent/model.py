@@ -21,7 +21,7 @@ NO_VERSION: Final[Version] = ("", "", "")
 
 
 class EnvFormat(StrEnum):
-    """The env-file formats of product.md, each exact for the readers it names."""
+    """The env-file formats (README "What it writes"), each exact for the readers it names."""
 
     POSIX = "posix"
     DOTENV = "dotenv"
@@ -53,7 +53,7 @@ class SecretMeta:
 
     @property
     def version(self) -> Version:
-        """What must change for the value to be fetched again (product.md)."""
+        """What must change for the value to be fetched again (docs/file-writing.md §9)."""
         return (self.updated_at, self.env_name, self.file_path)
 
 

@@ -1,6 +1,6 @@
 """Originals: a file secret-agent did not write, kept beside the target it was at.
 
-`sync.existing_files = "backup"` (product.md, "Where values rest"): before the first
+`sync.existing_files = "backup"` (docs/file-writing.md §7): before the first
 write over a file that was there before us (a hand-made `~/.aws/credentials`, a
 user's `~/.env`), `keep` gives that file a second name, `NAME.secret-agent-orig`, in
 the same directory; when the target is released (the secret deleted, moved, pruned),

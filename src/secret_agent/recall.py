@@ -1,6 +1,6 @@
 """Recall: the values this agent delivered, read back from where they rest.
 
-No value rests in `state_dir` (product.md, "Where values rest"). A running daemon
+No value rests in `state_dir` (docs/where-values-rest.md). A running daemon
 keeps its last known good state in memory (`LastGood`); a new process (`run --once`,
 `check`, `exec`, a daemon's first pass) reads back what the ledger says it wrote:
 

@@ -86,7 +86,7 @@ _BACKUP_EVENTS: Final = {
 
 
 def _log_backup(outcome: Outcome) -> None:
-    """product.md: each case of `sync.existing_files` is logged."""
+    """docs/file-writing.md §6 (5): each case of `sync.existing_files` is logged."""
     if outcome.backup_action in _BACKUP_EVENTS:
         event, what = _BACKUP_EVENTS[outcome.backup_action]
         log.warning(

@@ -1,6 +1,6 @@
 """The workspace agent RPC client: `GetManifest`, the one way Coder hands out secret values.
 
-`reference/coder-agent-rpc.md` is the wire reference. A call goes
+`docs/agent-rpc.md` is the wire reference. A call goes
 `GET {url}/api/v2/workspaceagents/me/rpc?version=2.0&role=secret-agent` (the agent token
 in the `Coder-Session-Token` header) -> WebSocket (binary, no compression) -> yamux
 client session -> one drpc unary call per yamux stream -> the Manifest protobuf,

@@ -1,7 +1,7 @@
 """One live agent-RPC connection: a WebSocket, its yamux client session, and its reader.
 
 Why a reader thread: the connection is kept across polls, and coderd pings every 30 s
-and drops a session whose pong is 10 s late (`reference/coder-agent-rpc.md` §2.6), so
+and drops a session whose pong is 10 s late (`docs/agent-rpc.md` §2.6), so
 something must read the socket while no call is in progress. The reader thread is the
 only caller of `recv`; it feeds every message into the yamux session (message
 boundaries mean nothing), sends what the session queues at once (pongs, window

@@ -1,5 +1,5 @@
 """Why a dial to the agent RPC is refused: the server version gate and the HTTP answers
-to the upgrade (`reference/coder-agent-rpc.md` §1.5, §7.1, §7.3).
+to the upgrade (`docs/agent-rpc.md` §1.5, §7.1, §7.3).
 
 Pure functions, kept apart from the client that calls them so each refusal is a plain
 input -> error mapping. Messages carry Coder's own `message`/`detail` texts, status

@@ -2,8 +2,8 @@
 
 Why: httpx's timeouts bound each socket operation, not a request. A server that sends
 one byte a second, in its headers or in its body, never lets a read time out, and the
-request never ends. `coder.timeout` must bound the whole request (product.md, "Where
-values rest"), so every socket operation here waits at most the time left before the
+request never ends. `coder.timeout` must bound the whole request (README "Where values
+rest"), so every socket operation here waits at most the time left before the
 deadline of the request in progress.
 
 How, with public httpx and httpcore API only:

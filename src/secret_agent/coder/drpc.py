@@ -1,6 +1,6 @@
 """storj drpc wire format, sans-I/O: frames, packets and the unary call of `GetManifest`.
 
-Coder runs one drpc transport on each yamux stream (`reference/coder-agent-rpc.md` §3):
+Coder runs one drpc transport on each yamux stream (`docs/agent-rpc.md` §3):
 the client writes Invoke, Message and CloseSend; the server answers Message then
 CloseSend, or one Error. This module builds and parses those bytes for both sides; it
 never does I/O and never looks inside a Message (that is `manifest.py`'s job). Reprs and

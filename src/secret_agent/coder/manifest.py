@@ -1,6 +1,6 @@
 """The agent API's protobuf messages that secret-agent needs, via the protobuf runtime.
 
-`GetManifest` answers with a `Manifest` (`reference/coder-agent-rpc.md` §4) whose field
+`GetManifest` answers with a `Manifest` (`docs/agent-rpc.md` §4) whose field
 19 lists the workspace owner's secrets with their values. Everything else in it
 (template env vars, script bodies, the DERP map) is sensitive and irrelevant here: the
 schema below declares only field 19, so protobuf keeps the rest as unknown fields, and

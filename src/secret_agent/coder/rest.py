@@ -1,4 +1,4 @@
-"""Coder's user-secrets REST API (spec/coder-user-secrets-api.md), over httpx.
+"""Coder's user-secrets REST API (docs/user-secrets-api.md), over httpx.
 
 One method per endpoint. Every failure leaves this module as a typed `CoderError`
 that says whether a retry can help; nothing here retries or sleeps (the policy lives

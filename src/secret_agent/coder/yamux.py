@@ -1,7 +1,7 @@
 """hashicorp/yamux protocol version 0, sans-I/O, for either end of the agent RPC.
 
 The workspace agent RPC runs one yamux session over a WebSocket byte stream
-(`reference/coder-agent-rpc.md` §2). This module turns received bytes into events and
+(`docs/agent-rpc.md` §2). This module turns received bytes into events and
 queues the bytes to send; it never touches a socket, a clock or a thread, so the client
 (`coder/agent.py`) and the dev server drive the same state machine. It must not know
 about drpc, protobuf or secrets: stream data is opaque bytes, and neither reprs nor

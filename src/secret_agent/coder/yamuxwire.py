@@ -2,7 +2,7 @@
 
 Split from `yamux` (which holds the session state machine) so each stays readable;
 `yamux` re-exports every name here, and callers import from `yamux`.
-Protocol version 0 as `reference/coder-agent-rpc.md` §2 describes it.
+Protocol version 0 as `docs/agent-rpc.md` §2 describes it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The dev server's side of the workspace agent RPC: `GetManifest` over yamux and drpc.
 
-Emulates coderd's `GET /api/v2/workspaceagents/me/rpc` (`reference/coder-agent-rpc.md`,
+Emulates coderd's `GET /api/v2/workspaceagents/me/rpc` (`docs/agent-rpc.md`,
 checklist §8) so the `agent` value source runs end to end without Coder:
 
 1. The door (`AgentRPC.admit`), in coderd's order: the agent token from the cookie,

@@ -1,7 +1,7 @@
 """The dev server's HTTP face: Coder's user-secrets REST API, on starlette.
 
-Routes, status codes and error bodies follow `spec/coder-user-secrets-api.md` and
-`reference/coder-user-secrets-internals.md` §1 and §5, so the agent can be tested here
+Routes, status codes and error bodies follow `docs/user-secrets-api.md`
+§1 and §5, so the agent can be tested here
 and meet no surprise against Coder. The one extension is `inline_values`: when on, the
 get-by-name answer carries `"value"` (Coder never sends a value; a list never does).
 The workspace agent RPC (`GET /api/v2/workspaceagents/me/rpc`, the way Coder really

@@ -4,7 +4,7 @@ The dev server must refuse exactly what Coder refuses, with the same field names
 detail texts, so a client tested against it meets no surprise against Coder. The rules
 are transcribed from `codersdk/usersecretvalidation.go`, `coderd/usersecrets.go` and
 the `enforce_user_secrets_per_user_limits` trigger (see
-`reference/coder-user-secrets-internals.md` §2). Lengths are counted in UTF-8 bytes,
+`docs/user-secrets-api.md` §2). Lengths are counted in UTF-8 bytes,
 as Go's `len(string)` does.
 
 This module does no I/O and holds no state. It looks at a value only for its size and
