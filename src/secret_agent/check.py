@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from secret_agent import exit_codes
 from secret_agent.actions import ForgetFile, KeepFile, Plan, RemoveFile, WriteFile
+from secret_agent.coder import Clients
 from secret_agent.config import Config
-from secret_agent.passes import make_client, plan_pass
+from secret_agent.passes import plan_pass
 
 SHORT = 12
 
@@ -94,7 +96,7 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
             " token and the values cross the network unencrypted; use https://",
             file=out,
         )
-    with make_client(config) as client:
+    with Clients(config) as client:
         planned = plan_pass(config, client)
     print(
         f"           reachable and authorized: {len(planned.desired.secrets)} secrets to deliver,"
@@ -121,4 +123,4 @@ def cmd_check(config: Config, *, out: TextIO) -> int:
     if planned.plan.env_refused:
         problems += 1
         print(f"refused:   {planned.plan.env_refused}", file=out)
-    return 0 if problems == 0 else 1
+    return exit_codes.OK if problems == 0 else exit_codes.PARTIAL

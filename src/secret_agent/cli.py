@@ -5,15 +5,7 @@ cost no more than argparse. Exceptions become one line on stderr and an exit cod
 from one table (`EXIT_CODES`); a bug becomes 70 with its type, never a traceback that
 could carry a value.
 
-Exit codes (also in the README):
-  0  everything applied (check: the plan is clean)
-  1  the pass ran, but some secrets were refused or failed to apply
-  2  usage or configuration error
-  3  credentials missing, rejected (401) or not allowed (403)
-  4  Coder unreachable or answering with errors (timeouts, 5xx, 429, bad bodies)
-  5  no way to get secret values (values.source)
-  6  local state unusable (corrupt ledger, state_dir not writable or not yours alone)
-  70 internal error (a bug: please report it)
+Exit codes: `exit_codes` (README's table is its `TABLE`).
 """
 
 from __future__ import annotations
@@ -22,10 +14,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from enum import IntEnum
 from typing import TYPE_CHECKING, TextIO
 
-from secret_agent import __version__
+from secret_agent import __version__, exit_codes
 from secret_agent.errors import (
     ApplyError,
     CoderError,
@@ -44,32 +35,21 @@ if TYPE_CHECKING:
     from secret_agent.config import Config
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    PARTIAL = 1
-    USAGE = 2
-    AUTH = 3
-    UNAVAILABLE = 4
-    NO_VALUES = 5
-    STATE = 6
-    INTERNAL = 70
-
-
 # Order matters: the first matching class wins, so subclasses come before bases.
-EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
-    (ConfigError, ExitCode.USAGE),
-    (CredentialsError, ExitCode.AUTH),
-    (UnauthorizedError, ExitCode.AUTH),
-    (ForbiddenError, ExitCode.AUTH),
-    (CoderError, ExitCode.UNAVAILABLE),
-    (ValueSourceError, ExitCode.NO_VALUES),
-    (LedgerError, ExitCode.STATE),
-    (ApplyError, ExitCode.STATE),
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (ConfigError, exit_codes.USAGE),
+    (CredentialsError, exit_codes.AUTH),
+    (UnauthorizedError, exit_codes.AUTH),
+    (ForbiddenError, exit_codes.AUTH),
+    (CoderError, exit_codes.UNAVAILABLE),
+    (ValueSourceError, exit_codes.NO_VALUES),
+    (LedgerError, exit_codes.STATE),
+    (ApplyError, exit_codes.STATE),
     # A secret's unsafe path is refused inside the pass; one that gets here is our own
     # state's (a loose or foreign state_dir, a symlink planted in it).
-    (UnsafePathError, ExitCode.STATE),
-    (OSError, ExitCode.STATE),
-    (SecretAgentError, ExitCode.INTERNAL),
+    (UnsafePathError, exit_codes.STATE),
+    (OSError, exit_codes.STATE),
+    (SecretAgentError, exit_codes.INTERNAL),
 )
 
 EXEC_DESCRIPTION = (
@@ -322,7 +302,7 @@ def _fail(exc: BaseException, err: TextIO) -> int:
         return exc.exit_code
     for cls, code in EXIT_CODES:
         if isinstance(exc, cls):
-            if code is ExitCode.INTERNAL:
+            if code == exit_codes.INTERNAL:
                 break
             print(f"secret-agent: error: {scrub(str(exc))}", file=err)
             return code
@@ -331,4 +311,4 @@ def _fail(exc: BaseException, err: TextIO) -> int:
         " (this is a bug; please report it)",
         file=err,
     )
-    return ExitCode.INTERNAL
+    return exit_codes.INTERNAL

@@ -204,7 +204,7 @@ def _catalog(
     catalog = {} if release else dict(old)
     catalog.update(
         {
-            s.name: (UNWRITTEN, *s.version[1:]) if s.name in unwritten else s.version
+            s.name: s.version._replace(updated_at=UNWRITTEN) if s.name in unwritten else s.version
             for s in desired.secrets
         }
     )

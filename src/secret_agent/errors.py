@@ -30,6 +30,11 @@ Bases are cut by what a caller can do about the error::
         ├── StaleStateError          fresh values were required and none are available
         └── ExecTooLargeError        argv and environment exceed the kernel's limit (E2BIG)
 
+    Stopping                         not an error: a pass thread's signal that the daemon
+                                     is stopping (raised by `gate.Gate`)
+
+The agent RPC's errors (`AgentRPCError` and kin) are in this tree, under `CoderError`.
+
 Constructors take names, paths and fields, never values, so a message cannot contain
 one. Messages end without a period so callers can prefix or suffix context.
 """
@@ -40,6 +45,8 @@ import contextlib
 import errno
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from secret_agent import exit_codes
 
 
 class SecretAgentError(Exception):
@@ -230,16 +237,27 @@ class LaunchError(SecretAgentError):
     """`exec` cannot run the command; `exit_code` follows the shell (127 missing, 126 not
     executable)."""
 
-    def __init__(self, message: str, *, exit_code: int = 126) -> None:
+    def __init__(self, message: str, *, exit_code: int = exit_codes.CANNOT_EXECUTE) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+    @classmethod
+    def of(cls, command: str, exc: OSError) -> LaunchError:
+        """`command` could not be started: the shell's words and code for why."""
+        if isinstance(exc, FileNotFoundError):
+            reason = "command not found"
+        elif isinstance(exc, PermissionError):
+            reason = "permission denied"
+        else:
+            reason = f"cannot execute: {exc.strerror}"
+        return cls(f"{command}: {reason}", exit_code=exit_codes.launch_failure(exc))
 
 
 class StaleStateError(LaunchError):
     """`--require-fresh` was given and neither Coder nor a fresh daemon answered."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=4)
+        super().__init__(message, exit_code=exit_codes.UNAVAILABLE)
 
 
 class ExecTooLargeError(LaunchError, OSError):
@@ -250,10 +268,15 @@ class ExecTooLargeError(LaunchError, OSError):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=126)
+        super().__init__(message, exit_code=exit_codes.CANNOT_EXECUTE)
         self.message = message
         self.errno = errno.E2BIG
         self.strerror = message
 
     def __str__(self) -> str:  # the message alone, as every LaunchError's (no "[Errno 7]")
         return self.message
+
+
+class Stopping(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the gate inside a pass thread once the daemon is stopping; outside the
+    `SecretAgentError` tree so no handler of errors swallows it."""

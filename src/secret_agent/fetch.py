@@ -13,14 +13,39 @@ is on disk, so unchanged secrets still write nothing.
 
 from __future__ import annotations
 
-from secret_agent.coder import CoderClient
+from secret_agent.coder import Clients, CoderClient
+from secret_agent.config import Config
 from secret_agent.model import DesiredSecret, DesiredState, SecretMeta
-from secret_agent.sources import ManifestReader, ValueSource, manifest_secrets, read_manifest
+from secret_agent.sources import (
+    ManifestReader,
+    ValueSource,
+    check_agent_only,
+    make_source,
+    manifest_secrets,
+    read_manifest,
+)
 
 
 def wanted(meta: SecretMeta) -> bool:
     """A secret is delivered when enabled and it names at least one target."""
     return meta.enabled and bool(meta.env_name or meta.file_path)
+
+
+def fetch_state(config: Config, clients: Clients, *, previous: DesiredState) -> DesiredState:
+    """Ask Coder for the desired state, reusing `previous`'s values of unchanged secrets.
+
+    Raises:
+        CoderError: Coder could not be asked.
+        ValueSourceError: a changed secret's value cannot be obtained.
+    """
+    kind = config.values.source
+    if clients.agent_only:
+        check_agent_only(kind)
+        return fetch_manifest_only(clients.agent())
+    source = make_source(
+        clients.rest(), kind=kind, agent=clients.agent if clients.has_agent else None
+    )
+    return fetch_desired(clients.rest(), source, previous=previous)
 
 
 def fetch_desired(

@@ -15,11 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from secret_agent.errors import Stopping
+
 T = TypeVar("T")
-
-
-class Stopping(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by the gate inside a pass thread once the daemon is stopping."""
 
 
 class Gate:

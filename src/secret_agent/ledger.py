@@ -119,7 +119,7 @@ def _version(raw: object) -> Version:
         return NO_VERSION
     if not isinstance(raw, list) or len(raw) != 3 or not all(isinstance(x, str) for x in raw):
         raise TypeError("a version is three strings")
-    return (raw[0], raw[1], raw[2])
+    return Version(*raw)
 
 
 def _entry(e: Mapping[str, object]) -> LedgerEntry:

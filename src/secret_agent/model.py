@@ -11,13 +11,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from secret_agent.redact import Secret
 
-Version = tuple[str, str, str]
-"""A secret's (updated_at, env_name, file_path): what must change for a new fetch."""
-NO_VERSION: Final[Version] = ("", "", "")
+
+class Version(NamedTuple):
+    """What must change for a secret's value to be fetched again; kept in the ledger
+    as a list of the three strings, in this order."""
+
+    updated_at: str
+    env_name: str
+    file_path: str
+
+
+NO_VERSION: Final = Version("", "", "")
 
 
 class EnvFormat(StrEnum):
@@ -54,7 +62,7 @@ class SecretMeta:
     @property
     def version(self) -> Version:
         """What must change for the value to be fetched again (docs/file-writing.md §9)."""
-        return (self.updated_at, self.env_name, self.file_path)
+        return Version(self.updated_at, self.env_name, self.file_path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

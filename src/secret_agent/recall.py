@@ -117,8 +117,8 @@ def _read_back(entry: LedgerEntry) -> Iterable[DesiredSecret]:
         return ()
     secret = DesiredSecret(
         name=entry.secret,
-        env_name=entry.version[1],
-        file_path=entry.version[2],
+        env_name=entry.version.env_name,
+        file_path=entry.version.file_path,
         value=Secret(text),
         version=entry.version,
     )
@@ -137,7 +137,7 @@ def _read_env_file(entry: LedgerEntry) -> Iterable[DesiredSecret]:
         DesiredSecret(
             name=v.secret,
             env_name=v.name,
-            file_path=v.version[2],
+            file_path=v.version.file_path,
             value=Secret(values[v.name]),
             version=v.version,
         )

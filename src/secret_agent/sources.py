@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 from secret_agent.coder import CoderClient, ManifestSecret
+from secret_agent.coder.clients import NO_AGENT
 from secret_agent.errors import (
     CoderError,
     CoderResponseError,
@@ -38,7 +39,7 @@ from secret_agent.errors import (
     UnauthorizedError,
     ValueSourceError,
 )
-from secret_agent.model import DesiredSecret, SecretMeta, SourceKind
+from secret_agent.model import DesiredSecret, SecretMeta, SourceKind, Version
 from secret_agent.redact import Secret, known_values
 
 # Errors of one get that concern every secret, so they fail the whole pass.
@@ -52,9 +53,6 @@ class Fetched:
 
     values: Mapping[str, tuple[SecretMeta, Secret]] = field(default_factory=dict)
     failed: Mapping[str, str] = field(default_factory=dict)
-
-
-NO_AGENT: Final = "no agent token is set (CODER_AGENT_TOKEN, set in every Coder workspace)"
 
 
 class ManifestReader(Protocol):
@@ -151,7 +149,7 @@ def manifest_secrets(manifest: Sequence[ManifestSecret]) -> tuple[DesiredSecret,
             env_name=entry.env_name,
             file_path=entry.file_path,
             value=entry.value,
-            version=("", entry.env_name, entry.file_path),
+            version=Version("", entry.env_name, entry.file_path),
         )
     return tuple(found[name] for name in sorted(found))
 

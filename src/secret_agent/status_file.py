@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from secret_agent import files
 
@@ -78,8 +78,11 @@ def write_status(state_dir: str, status: Status) -> None:
     files.write_atomic(status_path(state_dir), text.encode(), roots=None)
 
 
-def read_status(state_dir: str) -> dict[str, Any] | None:
+def read_status(state_dir: str) -> Status | None:
     """The last status document, or None when there is none (or it is unreadable).
+
+    A field of the wrong type reads as its default (a pid that is not a number is 0,
+    no process), so a damaged file makes `status` say less, never crash.
 
     Read without the state lock, so `state_dir` is checked here as the lock checks it.
 
@@ -95,7 +98,35 @@ def read_status(state_dir: str) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or type(doc.get("format")) is not int:
         return None
-    return doc if doc["format"] == FORMAT_VERSION else None
+    if doc["format"] != FORMAT_VERSION:
+        return None
+    secrets = doc.get("secrets")
+    return _typed(
+        Status,
+        doc,
+        pid=0,
+        phase="",
+        secrets=tuple(
+            _typed(SecretStatus, s, name="")
+            for s in (secrets if isinstance(secrets, list) else ())
+            if isinstance(s, dict)
+        ),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _typed(cls: type[_T], doc: dict[str, Any], **given: object) -> _T:
+    """`cls` from the fields of `doc` that have the type of the field's default; `given`
+    supplies the defaults of fields without one (and of those parsed already, which a
+    JSON value never matches: a tuple)."""
+    kwargs: dict[str, Any] = dict(given)
+    for f in fields(cls):  # type: ignore[arg-type]
+        value = doc.get(f.name)
+        if type(value) is type(given.get(f.name, f.default)):
+            kwargs[f.name] = value
+    return cls(**kwargs)
 
 
 def pid_alive(pid: object) -> bool:

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from secret_agent.coder import ManifestSecret
+from secret_agent.coder import Clients, ManifestSecret
 from secret_agent.config import load_config
 from secret_agent.errors import ConfigError, CredentialsError, ValueSourceError
 from secret_agent.model import SecretMeta, SourceKind
-from secret_agent.passes import Clients
 from secret_agent.redact import Secret, known_values
 from secret_agent.sources import (
     AgentSource,

@@ -12,16 +12,25 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from secret_agent.coder.agent import AgentClient
+    from secret_agent.coder.clients import Clients
     from secret_agent.coder.manifest import ManifestSecret
     from secret_agent.coder.rest import MAX_BODY_BYTES, UNSET, CoderClient
 
-__all__ = ["MAX_BODY_BYTES", "UNSET", "AgentClient", "CoderClient", "ManifestSecret"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "UNSET",
+    "AgentClient",
+    "Clients",
+    "CoderClient",
+    "ManifestSecret",
+]
 
 _WHERE = {
     "MAX_BODY_BYTES": "secret_agent.coder.rest",
     "UNSET": "secret_agent.coder.rest",
     "CoderClient": "secret_agent.coder.rest",
     "AgentClient": "secret_agent.coder.agent",
+    "Clients": "secret_agent.coder.clients",
     "ManifestSecret": "secret_agent.coder.manifest",
 }
 

@@ -17,11 +17,12 @@ import random
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
 from secret_agent.actions import SyncReport
+from secret_agent.coder import Clients
 from secret_agent.daemon.feed import Current, Feed
 from secret_agent.daemon.reporter import Reporter
-from secret_agent.errors import CoderError
-from secret_agent.gate import Gate, Stopping, run_in_thread
-from secret_agent.passes import Clients, make_client, run_pass
+from secret_agent.errors import CoderError, Stopping
+from secret_agent.gate import Gate, run_in_thread
+from secret_agent.passes import run_pass
 from secret_agent.recall import LastGood
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
 
@@ -99,7 +100,7 @@ class Poller:
         # and a reloaded config replaces only the clients whose settings changed.
         config = self._current.config
         clients = self._clients
-        self._clients = make_client(config) if clients is None else clients.renewed(config)
+        self._clients = Clients(config) if clients is None else clients.renewed(config)
         return run_pass(
             config, self._clients, last_good=self._memory, gate=self._gate, release=self.release
         )

@@ -27,7 +27,8 @@ from typing import Any
 
 import structlog
 
-from secret_agent import __version__, files, logs
+from secret_agent import __version__, exit_codes, files, logs
+from secret_agent.coder import Clients
 from secret_agent.config import Config
 from secret_agent.daemon.feed import Current, Feed
 from secret_agent.daemon.poller import Poller
@@ -35,14 +36,11 @@ from secret_agent.daemon.reporter import Reporter
 from secret_agent.daemon.watcher import Watcher
 from secret_agent.errors import SecretAgentError
 from secret_agent.gate import Gate
-from secret_agent.passes import make_client, run_pass
+from secret_agent.passes import run_pass
 from secret_agent.recall import LastGood
 from secret_agent.report import log_report
 
 log = structlog.get_logger("secret_agent")
-
-EXIT_OK = 0
-EXIT_PARTIAL = 1
 
 Sibling = Callable[[], Coroutine[Any, Any, None]]
 
@@ -54,10 +52,10 @@ def run_once(config: Config) -> int:
         CoderError, ValueSourceError, LedgerError, CredentialsError: the pass could not
             run; nothing on disk was changed.
     """
-    with make_client(config) as client:
+    with Clients(config) as client:
         report = run_pass(config, client)
     log_report(report)
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+    return exit_codes.OK if report.ok else exit_codes.PARTIAL
 
 
 def warn_in_clear(config: Config) -> None:
@@ -76,9 +74,9 @@ def cmd_run(config: Config, *, once: bool, load: Callable[[], Config]) -> int:
     warn_in_clear(config)
     if once:
         return run_once(config)
-    make_client(config).close()  # fail fast on a missing URL or credentials
+    Clients(config).close()  # fail fast on a missing URL or credentials
     asyncio.run(Daemon(config, load=load, env=os.environ).run())
-    return EXIT_OK
+    return exit_codes.OK
 
 
 class Daemon:

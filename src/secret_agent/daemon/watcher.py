@@ -16,7 +16,8 @@ import structlog
 from secret_agent.actions import SyncReport
 from secret_agent.converge import restore_pass
 from secret_agent.daemon.feed import Current, Feed
-from secret_agent.gate import Gate, Stopping, run_in_thread
+from secret_agent.errors import Stopping
+from secret_agent.gate import Gate, run_in_thread
 from secret_agent.model import FileState
 from secret_agent.recall import LastGood
 from secret_agent.report import log_restore

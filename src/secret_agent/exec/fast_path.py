@@ -34,7 +34,7 @@ from secret_agent.exec.child_env import ChildEnv, child_env
 from secret_agent.ledger import ENV_FILE_SECRET, Ledger, load_ledger
 from secret_agent.model import DesiredState
 from secret_agent.recall import recall_from, recall_state
-from secret_agent.status_file import pid_alive, read_status, source_of
+from secret_agent.status_file import Status, pid_alive, read_status, source_of
 
 if TYPE_CHECKING:
     from secret_agent.actions import SyncReport
@@ -43,15 +43,6 @@ if TYPE_CHECKING:
 # called stale and `exec` asks Coder itself.
 STALE_AFTER_INTERVALS = 3
 MIN_MAX_AGE = 60.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LocalState:
-    """The daemon's last good state, and how old it is (seconds)."""
-
-    desired: DesiredState
-    last_good_sync: str
-    age: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,22 +57,24 @@ def default_max_age(config: Config) -> float:
     return max(MIN_MAX_AGE, STALE_AFTER_INTERVALS * config.sync.interval)
 
 
-def daemon_state(config: Config, *, max_age: float, now: float | None = None) -> LocalState | None:
+def daemon_state(
+    config: Config, *, max_age: float, now: float | None = None
+) -> DesiredState | None:
     """The running daemon's state if its last good sync is within `max_age` and every
     secret `exec` could deliver was read back, else None. A file not in place is then
     put back from the value read back (`ensure_files`), with no network."""
-    doc = read_status(config.sync.state_dir)
-    if doc is None or doc.get("phase") == "stopped" or not pid_alive(doc.get("pid")):
+    status = read_status(config.sync.state_dir)
+    if status is None or status.phase == "stopped" or not pid_alive(status.pid):
         return None
-    if not _same_source(doc, config):
+    if not _same_source(status, config):
         return None  # the daemon serves another deployment or user than this exec asks for
-    age = _age(doc.get("last_good_sync"), now=now)
+    age = _age(status.last_good_sync, now=now)
     if age is None or age > max_age:
         return None
     found = recall(config)
     if found is None or found.missing:
         return None  # where neither file nor env file has a value, exec fetches
-    return LocalState(desired=found.desired, last_good_sync=str(doc["last_good_sync"]), age=age)
+    return found.desired
 
 
 def recall(config: Config) -> Recalled | None:
@@ -99,7 +92,7 @@ def recall(config: Config) -> Recalled | None:
         return None
     desired = recall_from(ledger)  # its `failed`: the catalog's secrets not read back
     delivered = _delivered(ledger)
-    env_names = {name: version[1] for name, version in ledger.catalog}
+    env_names = {name: version.env_name for name, version in ledger.catalog}
     missing = tuple(
         name
         for name, _why in desired.failed
@@ -137,10 +130,10 @@ def last_known_good(config: Config) -> tuple[Recalled, str] | None:
     found = recall(config)
     if found is None or not found.desired.secrets:
         return None
-    doc = read_status(config.sync.state_dir) or {}
-    if doc and not _same_source(doc, config):
+    status = read_status(config.sync.state_dir)
+    if status is not None and not _same_source(status, config):
         return None  # another deployment's or user's secrets
-    return found, str(doc.get("last_good_sync") or "")
+    return found, "" if status is None else status.last_good_sync
 
 
 def files_in_place(config: Config, desired: DesiredState) -> bool:
@@ -205,31 +198,25 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
     from secret_agent.exec.child_env import arg_max, check_exec_size, too_large
 
-    if not argv:
-        raise LaunchError("no command given: use `secret-agent exec -- CMD [ARGS...]`")
     limit = arg_max()
     check_exec_size(argv, env, limit=limit)
     try:
         os.execvpe(argv[0], list(argv), dict(env))  # noqa: S606 - argv passes through as given
-    except FileNotFoundError:
-        raise LaunchError(f"{argv[0]}: command not found", exit_code=127) from None
-    except PermissionError:
-        raise LaunchError(f"{argv[0]}: permission denied", exit_code=126) from None
     except OSError as exc:
         if exc.errno == errno.E2BIG:  # a #! interpreter's own arguments, say: same message
             raise too_large(argv, env, limit=limit) from None
-        raise LaunchError(f"{argv[0]}: cannot execute: {exc.strerror}", exit_code=126) from None
+        raise LaunchError.of(argv[0], exc) from None
 
 
-def _same_source(doc: Mapping[str, object], config: Config) -> bool:
+def _same_source(status: Status, config: Config) -> bool:
     """Whether a status document records the deployment and user `config` asks for."""
     coder = config.coder
-    recorded = (doc.get("coder_url"), doc.get("coder_user"))
+    recorded = (status.coder_url, status.coder_user)
     return recorded == source_of(coder.url, coder.agent_url, coder.user)
 
 
-def _age(stamp: object, *, now: float | None) -> float | None:
-    if not isinstance(stamp, str) or not stamp:
+def _age(stamp: str, *, now: float | None) -> float | None:
+    if not stamp:
         return None
     try:
         moment = datetime.fromisoformat(stamp)

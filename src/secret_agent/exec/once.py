@@ -18,6 +18,7 @@ import os
 import sys
 from typing import TextIO
 
+from secret_agent import exit_codes
 from secret_agent.config import Config, parse_duration
 from secret_agent.errors import (
     CoderError,
@@ -35,7 +36,8 @@ def command_of(args: argparse.Namespace) -> list[str]:
         argv = argv[1:]
     if not argv:
         raise LaunchError(
-            "no command given: use `secret-agent exec [OPTIONS] -- CMD [ARGS...]`", exit_code=2
+            "no command given: use `secret-agent exec [OPTIONS] -- CMD [ARGS...]`",
+            exit_code=exit_codes.USAGE,
         )
     return argv
 
@@ -67,7 +69,7 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
         )
         local = fast_path.daemon_state(config, max_age=max_age)
         if local is not None:
-            return local.desired
+            return local
     try:
         return _fetch(config, err)
     except (CoderError, CredentialsError) as exc:
@@ -93,13 +95,14 @@ def values_for_exec(args: argparse.Namespace, config: Config, *, err: TextIO) ->
 
 
 def _fetch(config: Config, err: TextIO) -> DesiredState:
-    from secret_agent.passes import make_client, run_pass
+    from secret_agent.coder import Clients
+    from secret_agent.passes import run_pass
     from secret_agent.recall import LastGood
 
     for url in config.coder.in_clear():
         _warn(err, f"{url} is plain http: the token and values cross the network unencrypted")
     memory = LastGood()
-    with make_client(config) as client:
+    with Clients(config) as client:
         # exec's flags may differ from the daemon's config: it prunes nothing.
         run_pass(config, client, last_good=memory, release=False)
     desired = memory.state

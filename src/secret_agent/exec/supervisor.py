@@ -59,11 +59,6 @@ def parse_signal(name: str) -> signal.Signals:
         raise ValueError(f"unknown signal {name!r}; for example: {valid}") from None
 
 
-def exit_code(returncode: int) -> int:
-    """A child's status as a shell reports it: its code, or 128+N when killed by N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
 class Supervisor:
     """Runs, signals, restarts and reaps one command."""
 
@@ -85,7 +80,6 @@ class Supervisor:
         self._proc: subprocess.Popen[bytes] | None = None
         self._exited: asyncio.Future[int] | None = None
         self.returncode: int | None = None
-        self.orphans_reaped = 0
 
     def __repr__(self) -> str:  # as trio's Process: say what state it is in
         if self._proc is None:
@@ -99,6 +93,11 @@ class Supervisor:
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def command(self) -> str:
+        """The program it runs (argv[0]), for messages."""
+        return self._argv[0]
 
     @property
     def running(self) -> bool:
@@ -146,8 +145,7 @@ class Supervisor:
                 self.returncode = code
                 if self._exited is not None and not self._exited.done():
                     self._exited.set_result(code)
-            else:
-                self.orphans_reaped += 1
+            # else: an orphan re-parented to us (PID 1 in a container): reaped, nothing more
 
     def forward(self, sig: signal.Signals) -> None:
         """(3) Pass `sig` to the running child; nothing if it has exited."""

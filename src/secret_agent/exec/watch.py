@@ -30,14 +30,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from secret_agent import logs
+from secret_agent import exit_codes, logs
 from secret_agent.config import Config, parse_duration
 from secret_agent.daemon.feed import Current, Feed
 from secret_agent.daemon.run import Daemon, warn_in_clear
 from secret_agent.errors import ConfigError, LaunchError, SecretAgentError
 from secret_agent.exec.fast_path import ensure_files, prepare_env
 from secret_agent.exec.once import command_of, values_for_exec
-from secret_agent.exec.supervisor import FORWARDED, Supervisor, exit_code, parse_signal
+from secret_agent.exec.supervisor import FORWARDED, Supervisor, parse_signal
 from secret_agent.model import DesiredState
 from secret_agent.recall import LastGood
 
@@ -106,10 +106,10 @@ class Child:
         before them would be lost); a command that cannot run fails exec."""
         try:
             self._sup.start(self._env(self._running))
-        except FileNotFoundError:
-            raise LaunchError("command not found", exit_code=127) from None
-        except PermissionError:
-            raise LaunchError("permission denied", exit_code=126) from None
+        except LaunchError:
+            raise
+        except OSError as exc:
+            raise LaunchError.of(self._sup.command, exc) from None
         self._sup.reap()  # a child that exited before SIGCHLD was ours to handle
         log.info("child_started", pid=self._sup.pid)
 
@@ -182,7 +182,7 @@ class Child:
         return True
 
     def _exited(self, returncode: int) -> None:
-        self.code = exit_code(returncode)
+        self.code = exit_codes.of_child(returncode)
         log.info("child_exited", returncode=returncode, exit_code=self.code)
 
     async def _act(self) -> bool:
@@ -217,10 +217,10 @@ class Child:
             )
         except OSError as exc:
             log.error("child_restart_failed", error=exc.strerror)  # noqa: TRY400
-            self.code = 127 if isinstance(exc, FileNotFoundError) else 126
+            self.code = exit_codes.launch_failure(exc)
             return False
         if not started:  # told to stop while the old child was stopping
-            self.code = exit_code(self._sup.returncode or 0)
+            self.code = exit_codes.of_child(self._sup.returncode or 0)
             return False
         log.info("child_restarted", pid=self._sup.pid)
         return True
