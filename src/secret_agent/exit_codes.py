@@ -1,6 +1,7 @@
 """Every exit code secret-agent returns, and the one table that explains them.
 
-README's "Exit codes" table is this `TABLE`, row for row (tests/unit/test_exit_codes.py
+`TABLE` rows are (code, a few words for `--help`, the meaning). README's "Exit codes"
+table is its codes and meanings, row for row (tests/unit/test_exit_codes.py
 fails when they disagree). Plain ints, no enum: exec's fast path imports this module.
 Which exception becomes which code is `cli.EXIT_CODES`; a command's own results
 (`run --once`, `check`, `status`, `exec`) use the names here.
@@ -17,34 +18,44 @@ UNAVAILABLE = 4  # also exec --require-fresh with nothing fresh to give
 NO_VALUES = 5
 STATE = 6
 INTERNAL = 70
+INTERRUPTED = 130  # SIGINT, as a shell reports it
 CANNOT_EXECUTE = 126  # exec: the command is not executable, or argv + env exceed E2BIG
 COMMAND_NOT_FOUND = 127
 
-TABLE: tuple[tuple[int, str], ...] = (
-    (OK, "everything applied (`check`: the plan is clean; `status`: running and synced)"),
+TABLE: tuple[tuple[int, str, str], ...] = (
+    (OK, "ok", "everything applied (`check`: the plan is clean; `status`: running and synced)"),
     (
         PARTIAL,
+        "some secrets not applied",
         "the pass ran, but some secrets were refused or failed to apply"
         " (`status`: not synced yet, or retrying)",
     ),
-    (USAGE, "usage or configuration error"),
+    (USAGE, "usage/config", "usage or configuration error"),
     (
         AUTH,
+        "credentials (status: not running)",
         "credentials missing, rejected (401) or not allowed (403); `status`: no daemon running",
     ),
     (
         UNAVAILABLE,
+        "Coder unavailable",
         "Coder unreachable or answering with errors (timeouts, 5xx, 429, bad bodies);"
         " `exec --require-fresh`: no fresh values",
     ),
-    (NO_VALUES, "no way to get secret values (`values.source`)"),
+    (NO_VALUES, "no value source", "no way to get secret values (`values.source`)"),
     (
         STATE,
+        "local state",
         "local state unusable (corrupt ledger, `state_dir` not writable or not yours alone)",
     ),
-    (INTERNAL, "internal error (a bug; please report it)"),
-    (CANNOT_EXECUTE, "`exec`: the command cannot be executed (as a shell says it)"),
-    (COMMAND_NOT_FOUND, "`exec`: the command was not found"),
+    (INTERNAL, "internal error", "internal error (a bug; please report it)"),
+    (
+        CANNOT_EXECUTE,
+        "exec: cannot execute",
+        "`exec`: the command cannot be executed (as a shell says it)",
+    ),
+    (COMMAND_NOT_FOUND, "exec: not found", "`exec`: the command was not found"),
+    (INTERRUPTED, "interrupted", "interrupted (Ctrl-C)"),
 )
 
 

@@ -1,9 +1,10 @@
 """What the daemon watches on disk, and what a change there means.
 
-Pure: given the targets of the last pass and the config, `watch_set` says which
-directories to watch (non-recursively: a secret's parent directory, never a whole
-home) and `classify` turns a batch of watchfiles changes into what to do: restore a
-target someone changed or removed, or reload the config / the token.
+No watching here (that is `daemon.watcher`): given the targets of the last pass and
+the config, `watch_set` says which directories to watch, from those that exist now
+(non-recursively: a secret's parent directory, never a whole home), and `classify`
+turns a batch of watchfiles changes into what to do: restore a target someone
+changed or removed, or reload the config / the token.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def readme_table() -> list[tuple[int, str]]:
 
 
 def test_readme_table_is_the_table() -> None:
-    assert readme_table() == list(exit_codes.TABLE)
+    assert readme_table() == [(code, meaning) for code, _, meaning in exit_codes.TABLE]
 
 
 def test_every_named_code_is_explained() -> None:
@@ -29,7 +29,7 @@ def test_every_named_code_is_explained() -> None:
         for name, value in vars(exit_codes).items()
         if name.isupper() and isinstance(value, int)
     }
-    assert named == {code for code, _ in exit_codes.TABLE}
+    assert named == {code for code, _, _ in exit_codes.TABLE}
 
 
 def test_a_child_killed_by_a_signal_is_128_plus_n() -> None:
@@ -40,3 +40,11 @@ def test_a_child_killed_by_a_signal_is_128_plus_n() -> None:
 def test_launch_failures_follow_the_shell() -> None:
     assert exit_codes.launch_failure(FileNotFoundError()) == 127
     assert exit_codes.launch_failure(PermissionError()) == 126
+
+
+def test_help_lists_every_code() -> None:
+    from secret_agent.arguments import build_parser
+
+    epilog = build_parser().epilog or ""
+    for code, brief, _ in exit_codes.TABLE:
+        assert f"{code} {brief}" in epilog

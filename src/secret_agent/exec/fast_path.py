@@ -8,7 +8,7 @@ import-linter keeps httpx, asyncio, structlog, tenacity, watchfiles, `passes` an
 out of this module's imports, directly or not.
 
 It does not log: it returns what it found or raises, and `cli` prints. The slow path
-(a fetch first) is `cli`'s business: it runs a sync pass, then comes back here.
+(a fetch first) is `exec.once`'s: it runs a pass, then comes back here to execve.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import structlog
 
 from secret_agent import exit_codes, logs
+from secret_agent.actions import SyncReport
 from secret_agent.config import Config, parse_duration
 from secret_agent.daemon.feed import Current, Feed
 from secret_agent.daemon.run import Daemon, warn_in_clear
@@ -105,7 +106,7 @@ class Child:
         """(1) First thing of `run`, with the signal handlers in place (a SIGCHLD
         before them would be lost); a command that cannot run fails exec."""
         try:
-            self._sup.start(self._env(self._running))
+            self._sup.start(_child_env(self._current.config, self._running))
         except LaunchError:
             raise
         except OSError as exc:
@@ -157,19 +158,13 @@ class Child:
         number = self._feed.number
         while True:
             left = None if deadline is None else max(0.0, deadline - loop.time())
-            exited = asyncio.ensure_future(self._sup.wait())
-            newer = asyncio.ensure_future(self._feed.newer_than(number))
-            try:
-                await asyncio.wait({exited, newer}, timeout=left, return_when="FIRST_COMPLETED")
-            finally:
-                newer.cancel()
-                exited.cancel()
-            if exited.done() and not exited.cancelled():
-                self._exited(exited.result())
+            returncode, newer = await _first_of(self._sup, self._feed, number, left)
+            if returncode is not None:
+                self._exited(returncode)
                 return None
-            if not (newer.done() and not newer.cancelled()):
+            if newer is None:
                 return seen  # quiet until the deadline
-            number, report = newer.result()
+            number, report = newer
             if report.fingerprint and report.fingerprint != seen:
                 return report.fingerprint
 
@@ -213,7 +208,8 @@ class Child:
     async def _restart(self, desired: DesiredState) -> bool:
         try:
             started = await self._sup.restart(
-                self._env(desired), abort=lambda: self._stop_signal is not None
+                _child_env(self._current.config, desired),
+                abort=lambda: self._stop_signal is not None,
             )
         except OSError as exc:
             log.error("child_restart_failed", error=exc.strerror)  # noqa: TRY400
@@ -225,16 +221,37 @@ class Child:
         log.info("child_restarted", pid=self._sup.pid)
         return True
 
-    def _env(self, desired: DesiredState) -> dict[str, str]:
-        child = prepare_env(self._current.config, desired, os.environ)
-        for refusal in child.refused:
-            log.warning(
-                "variable_not_delivered",
-                secret=refusal.secret,
-                error=refusal.reason,
-                kind=type(refusal).__name__,
-            )
-        return child.env
+
+async def _first_of(
+    sup: Supervisor, feed: Feed, number: int, timeout: float | None
+) -> tuple[int | None, tuple[int, SyncReport] | None]:
+    """Whichever comes first within `timeout`: the child's exit (its returncode) or a
+    pass newer than `number` (its number and report); (None, None) when neither."""
+    exited = asyncio.ensure_future(sup.wait())
+    newer = asyncio.ensure_future(feed.newer_than(number))
+    try:
+        await asyncio.wait({exited, newer}, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        newer.cancel()
+        exited.cancel()
+    if exited.done() and not exited.cancelled():
+        return exited.result(), None
+    if newer.done() and not newer.cancelled():
+        return None, newer.result()
+    return None, None
+
+
+def _child_env(config: Config, desired: DesiredState) -> dict[str, str]:
+    """The child's environment for `desired`; each variable refused is logged."""
+    child = prepare_env(config, desired, os.environ)
+    for refusal in child.refused:
+        log.warning(
+            "variable_not_delivered",
+            secret=refusal.secret,
+            error=refusal.reason,
+            kind=type(refusal).__name__,
+        )
+    return child.env
 
 
 def run_watch(config: Config, args: argparse.Namespace, *, load: Callable[[], Config]) -> int:
