@@ -11,13 +11,16 @@ pass leaves the last applied state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
 from secret_agent.actions import SyncReport
 from secret_agent.coder import Clients
+from secret_agent.config import Config
 from secret_agent.daemon.feed import Current, Feed
 from secret_agent.daemon.reporter import Reporter
 from secret_agent.errors import CoderError, Stopping
@@ -25,6 +28,20 @@ from secret_agent.gate import Gate, run_in_thread
 from secret_agent.passes import run_pass
 from secret_agent.recall import LastGood
 from secret_agent.schedule import Policy, backoff_ceiling, backoff_delay, poll_delay
+
+
+class PassRunner(Protocol):
+    """`passes.run_pass`'s shape."""
+
+    def __call__(
+        self,
+        config: Config,
+        clients: Clients,
+        *,
+        last_good: LastGood | None = ...,
+        gate: AbstractContextManager[object] = ...,
+        release: bool = ...,
+    ) -> SyncReport: ...
 
 
 class Poller:
@@ -40,13 +57,19 @@ class Poller:
         feed: Feed,
         rng: random.Random,
         release: bool = True,
+        run: PassRunner = run_pass,
+        timer: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
+        """`run` (a pass) and `timer` (a wait) are `run_pass` and `asyncio.sleep`, or a
+        test's fakes: the retry and reload logic runs on them as it does on the real."""
         self._current = current
         self._memory = memory
         self._gate = gate
         self._reporter = reporter
         self._feed = feed
         self._rng = rng
+        self._run = run
+        self._timer = timer
         # False beside a daemon that keeps the state_dir: remove nothing (`run`).
         self.release = release
         self._clients: Clients | None = None
@@ -101,7 +124,7 @@ class Poller:
         config = self._current.config
         clients = self._clients
         self._clients = Clients(config) if clients is None else clients.renewed(config)
-        return run_pass(
+        return self._run(
             config, self._clients, last_good=self._memory, gate=self._gate, release=self.release
         )
 
@@ -126,6 +149,11 @@ class Poller:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait `seconds`, or less after a reload (a new token, SIGHUP)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        woken = asyncio.ensure_future(self._wake.wait())
+        timer = asyncio.ensure_future(self._timer(seconds))
+        try:
+            await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            timer.cancel()
         self._wake.clear()
