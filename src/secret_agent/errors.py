@@ -9,8 +9,14 @@ Bases are cut by what a caller can do about the error::
     ├── CoderError                   talking to Coder failed (retryable says if waiting helps)
     │   ├── CoderUnreachableError    connect, DNS, TLS, timeout
     │   ├── CoderResponseError       not JSON, HTML proxy page, wrong types, too large
+    │   │   └── CoderRedirectError*  a 3xx, never followed: names the host it points to
+    │   ├── AgentRPCError*           the workspace agent's RPC failed
+    │   │   ├── AgentProtocolError*  yamux, drpc or API-version trouble
+    │   │   ├── ManifestError*       the Manifest protobuf cannot be decoded
+    │   │   └── AgentRPCStatusError* a drpc Error packet (code, the server's text)
     │   └── CoderAPIError            Coder answered with an error body (status, message, ...)
     │       ├── UnauthorizedError    401
+    │       │   └── AgentTokenRejectedError*  401/403 at the agent RPC: the agent token
     │       ├── ForbiddenError       403
     │       ├── NotFoundError        404
     │       ├── ConflictError        409
@@ -33,7 +39,10 @@ Bases are cut by what a caller can do about the error::
     Stopping                         not an error: a pass thread's signal that the daemon
                                      is stopping (raised by `gate.Gate`)
 
-The agent RPC's errors (`AgentRPCError` and kin) are in this tree, under `CoderError`.
+The types marked * are defined in `coder/errors.py`, beside the codecs and clients that
+raise them (the dev server shares them too); they are part of this one tree, and this
+picture is its one map. They stay there because they are the wire layer's vocabulary,
+and this module, which every command imports, stays short.
 
 Constructors take names, paths and fields, never values, so a message cannot contain
 one. Messages end without a period so callers can prefix or suffix context.

@@ -1,22 +1,10 @@
-"""Errors of the `coder` package under `CoderError`: the agent RPC's, and a redirect.
+"""The wire layer's errors: the agent RPC's, and a redirect never followed.
 
-They live in the `coder` package, beside the codecs and clients that raise them, so the
-codecs and the dev server can share them without touching `secret_agent.errors`::
-
-    CoderError
-    ├── AgentRPCError              the agent RPC failed
-    │   ├── AgentProtocolError     yamux, drpc or API-version trouble (retryable unless a
-    │   │                          version mismatch)
-    │   ├── ManifestError          the Manifest protobuf cannot be decoded
-    │   └── AgentRPCStatusError    the server answered with a drpc Error packet (code, text)
-    └── CoderResponseError
-        └── CoderRedirectError     a 3xx, never followed: names the host it pointed to
-    UnauthorizedError
-    └── AgentTokenRejectedError    401/403 at the agent RPC's door: the agent token
-
-Messages name sizes, stream ids, kinds, field numbers and hosts, never payload bytes,
-values or tokens. The one piece of peer text that reaches a message is a drpc Error's
-text, which is coderd's own error string, as `CoderAPIError` carries Coder's `message`.
+They are branches of the one tree drawn in `secret_agent.errors` (marked * there), kept
+beside the codecs and clients that raise them. Messages name sizes, stream ids, kinds,
+field numbers and hosts, never payload bytes, values or tokens. The one piece of peer
+text that reaches a message is a drpc Error's text, which is coderd's own error string,
+as `CoderAPIError` carries Coder's `message`.
 """
 
 from __future__ import annotations
@@ -28,7 +16,8 @@ from secret_agent.errors import CoderError, CoderResponseError, UnauthorizedErro
 
 # A hostile Location is shown as at most this much of its host, printable ASCII only.
 _MAX_HOST_CHARS: Final = 255
-# Prefix of drpc's "no such RPC" text (§3.8, §7.5): a renamed service, not a hiccup.
+# Prefix of drpc's "no such RPC" text (docs/agent-rpc.md §3.8, §7.5): a renamed
+# service, not a hiccup.
 _UNKNOWN_RPC_PREFIX: Final = "protocol error: unknown rpc:"
 
 
