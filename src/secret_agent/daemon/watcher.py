@@ -98,7 +98,7 @@ class Watcher:
             watched = self._watch_set()
             if watched != previous:
                 log.debug("watching", dirs=watched.dirs)
-                loop.call_later(RESTORE_CHECK_DELAY, self._restore_wanted.set)
+                loop.call_later(RESTORE_CHECK_DELAY, self.want_restore)
                 previous = watched
             if not watched.dirs:
                 await self._rewatch.wait()
@@ -118,7 +118,12 @@ class Watcher:
                 if Reaction.REWATCH in reaction:
                     self._rewatch.set()
                 if Reaction.RESTORE in reaction:
-                    self._restore_wanted.set()
+                    self.want_restore()
+
+    def want_restore(self) -> None:
+        """Ask for a restore. Requests coalesce: however many arrive while one runs,
+        one more follows it, which sees every change made before it began."""
+        self._restore_wanted.set()
 
     async def _restore_loop(self) -> None:
         while True:

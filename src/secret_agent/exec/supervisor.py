@@ -70,8 +70,11 @@ class Supervisor:
         stop_signal: signal.Signals = signal.SIGTERM,
         max_restarts: int = 5,
         restart_window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` times the crash-loop guard (a test's fake clock, or the monotonic)."""
         self._argv = list(argv)
+        self._clock = clock
         self._grace = grace
         self._stop_signal = stop_signal
         self._max_restarts = max_restarts
@@ -164,9 +167,9 @@ class Supervisor:
             self.forward(signal.SIGKILL)
             return await self.wait()
 
-    def restart_allowed(self, now: float | None = None) -> float:
+    def restart_allowed(self) -> float:
         """0 when a restart may happen now, else seconds until the guard allows one."""
-        now = time.monotonic() if now is None else now
+        now = self._clock()
         while self._restarts and now - self._restarts[0] > self._window:
             self._restarts.popleft()
         if len(self._restarts) < self._max_restarts:
@@ -178,7 +181,7 @@ class Supervisor:
     ) -> bool:
         """(5) Stop the child and start it again with `env`; False (and no new child)
         when `abort()` says, once the old one is gone, that we are stopping instead."""
-        self._restarts.append(time.monotonic())
+        self._restarts.append(self._clock())
         await self.stop()
         if abort():
             return False
